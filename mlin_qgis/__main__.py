@@ -1,0 +1,45 @@
+"""Command line: `python -m mlin_qgis {sr,train,evaluate,export} ...`.
+
+Each subcommand lives in its own module exposing `add_arguments(parser)` and `run(args) -> int`;
+torch-based ones are imported only when chosen, so `sr` works with numpy, GDAL and onnxruntime alone."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import List, Optional
+
+SUBCOMMANDS = {
+    "sr": ("mlin_qgis.core.cli_sr", "super-resolve a raster with an ONNX model (torch-free)"),
+    "train": ("mlin_qgis.ml.train", "train the decoder (and meta-weight network) on a frozen encoder"),
+    "evaluate": ("mlin_qgis.ml.evaluate", "PSNR/SSIM of checkpoints against bicubic, whole-image protocol"),
+    "export": ("mlin_qgis.ml.export", "export a checkpoint to the encoder/decoder ONNX pair"),
+}
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="python -m mlin_qgis", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="{" + ",".join(SUBCOMMANDS) + "}")
+    for name, (_, help_text) in SUBCOMMANDS.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    if not argv or argv[0] not in SUBCOMMANDS:
+        parser.print_help() if not argv or argv[0] in ("-h", "--help") else parser.parse_args(argv)
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    module_name, help_text = SUBCOMMANDS[argv[0]]
+    module = importlib.import_module(module_name)
+    cmd = argparse.ArgumentParser(prog=f"python -m mlin_qgis {argv[0]}", description=help_text)
+    module.add_arguments(cmd)
+    args = cmd.parse_args(argv[1:])
+    try:
+        return int(module.run(args))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, KeyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,255 @@
+"""Whole-image evaluation of SR checkpoints against the bicubic baseline, at arbitrary scales.
+
+Protocol (fixed, so numbers from different runs and methods compare):
+  HR  = the image cropped at the top-left so H and W are multiples of int(s);
+  LR  = resize_bicubic(HR, (round(H/s), round(W/s)))   (antialiased, quantised to 8 bit; halves round up);
+  SR  = model.super_resolve(LR, (H, W));  bicubic = resize_bicubic(LR, (H, W), quantize=False);
+  PSNR / SSIM on RGB in [0,1] with SR clipped and ceil(s) pixels shaved per border; mean over images.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from mlin_qgis.ml.images import list_images, load_image, user_error
+from mlin_qgis.ml.metrics import psnr, ssim
+from mlin_qgis.ml.resize import resize_bicubic
+
+BICUBIC = "bicubic"
+
+
+@dataclass
+class EvalConfig:
+    """Defaults of the `evaluate` CLI."""
+
+    scales: tuple[float, ...] = (2.0, 3.0, 4.0)
+    split: str | None = None
+    split_file: str | None = None
+    limit: int | None = None
+    out_dir: str | None = None
+    chunk: int = 65536  # query points per decoder call: bounds memory on large images
+
+
+def scale_key(scale: float) -> str:
+    """Stable text key of a scale ("2", "2.5") for JSON and table headers."""
+    return f"{scale:g}"
+
+
+def parse_scales(text: str | list[float] | tuple[float, ...]) -> list[float]:
+    """Parse "2,2.5,4" into floats > 1 (duplicates dropped, order kept)."""
+    items = text.split(",") if isinstance(text, str) else list(text)
+    scales: list[float] = []
+    for item in items:
+        try:
+            value = float(item.strip() if isinstance(item, str) else item)
+        except (TypeError, ValueError):
+            raise user_error(f"scale {item!r} is not a number; give scales like 2,2.5,4") from None
+        if not math.isfinite(value) or value <= 1.0:
+            raise user_error(f"scale {item!r} must be a finite number greater than 1 (super-resolution upscales)")
+        if value not in scales:
+            scales.append(value)
+    if not scales:
+        raise user_error("no scales given; pass e.g. --scales 2,3,4")
+    return scales
+
+
+def protocol_sizes(height: int, width: int, scale: float) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(HR crop size, LR size) of an image of height x width at `scale` under the protocol."""
+    step = int(scale)
+    hr = (height - height % step, width - width % step)
+    lr = (int(math.floor(hr[0] / scale + 0.5)), int(math.floor(hr[1] / scale + 0.5)))
+    return hr, lr
+
+
+def parse_checkpoint_arg(value: str) -> tuple[str, Path]:
+    """"NAME=PATH" or "PATH" (named after the file's stem)."""
+    name, sep, rest = value.partition("=")
+    if sep and name and "/" not in name and "\\" not in name and not Path(value).exists():
+        return name, Path(rest)
+    return Path(value).stem, Path(value)
+
+
+def _load_methods(checkpoints: Mapping[str, Any]) -> dict[str, Any]:
+    """Name -> object with .super_resolve; paths are checked before anything slow is loaded."""
+    if BICUBIC in checkpoints:
+        raise user_error(f"the name {BICUBIC!r} is reserved for the baseline; name the checkpoint otherwise")
+    for name, item in checkpoints.items():
+        if not hasattr(item, "super_resolve") and not Path(item).is_file():
+            raise user_error(f"checkpoint {name}: {item} does not exist; pass the path of a .pth file",
+                             FileNotFoundError)
+    models: dict[str, Any] = {}
+    for name, item in checkpoints.items():
+        if hasattr(item, "super_resolve"):
+            models[name] = item
+        else:
+            from mlin_qgis.ml.model import load_model  # torch model code only when a path is given
+
+            models[name] = load_model(Path(item))
+        if hasattr(models[name], "eval"):
+            models[name].eval()
+    return models
+
+
+def _device_of(model: Any) -> torch.device:
+    params = getattr(model, "parameters", None)
+    if callable(params):
+        for p in params():
+            return p.device
+    return torch.device("cpu")
+
+
+def format_table(results: dict[str, Any]) -> str:
+    """Markdown table: one row per method, PSNR (dB) and SSIM columns per scale."""
+    keys = [scale_key(s) for s in results["scales"]]
+    head = "| method | " + " | ".join(f"x{k} PSNR | x{k} SSIM" for k in keys) + " |"
+    rule = "|---|" + "---:|---:|" * len(keys)
+    rows = [head, rule]
+    for method in results["methods"]:
+        cells = []
+        for k in keys:
+            m = results["mean"][method][k]
+            cells += [f"{m['psnr']:.2f}", f"{m['ssim']:.4f}"]
+        rows.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def _markdown(results: dict[str, Any]) -> str:
+    split = f", split `{results['split']}`" if results["split"] else ""
+    return (
+        "# Evaluation\n\n"
+        f"Data: `{results['data_dir']}`{split}, {results['n_images']} images; mean over images.\n\n"
+        "Protocol: HR cropped to multiples of int(s); LR = antialiased bicubic, 8-bit quantised; "
+        "PSNR/SSIM on RGB in [0,1], SR clipped, ceil(s) px shaved; SSIM Gaussian sigma 1.5.\n\n"
+        + format_table(results) + "\n"
+    )
+
+
+def evaluate(checkpoints: Mapping[str, Any], data_dir: str | Path, scales: Any,
+             split: str | None = None, split_file: str | Path | None = None, limit: int | None = None,
+             out_dir: str | Path | None = None, chunk: int = 65536, progress: bool = True) -> dict[str, Any]:
+    """Evaluate each checkpoint (path or model with .super_resolve) and bicubic on every image and scale.
+
+    Writes results.json and results.md to out_dir when given; returns the same results dict
+    (`mean[method][scale_key] = {"psnr", "ssim"}`, per-image lists under `per_image`).
+    """
+    scale_list = parse_scales(scales)
+    if limit is not None and limit < 1:
+        raise user_error(f"limit must be at least 1, got {limit}")
+    images = list_images(data_dir, split=split, split_file=split_file)
+    if limit is not None:
+        images = images[:limit]
+    models = _load_methods(checkpoints)
+    methods = [BICUBIC, *models]
+    keys = [scale_key(s) for s in scale_list]
+    per_image: dict[str, dict[str, dict[str, list[float]]]] = {
+        m: {k: {"psnr": [], "ssim": []} for k in keys} for m in methods}
+
+    bar = tqdm(images, desc="evaluate", unit="img", disable=not progress, file=sys.stderr)
+    with torch.inference_mode():
+        for path in bar:
+            full = torch.from_numpy(load_image(path)).permute(2, 0, 1).float().div_(255.0).unsqueeze(0)
+            for scale, key in zip(scale_list, keys):
+                (h, w), lr_size = protocol_sizes(full.shape[-2], full.shape[-1], scale)
+                shave = math.ceil(scale)
+                if min(lr_size) < 1 or min(h, w) - 2 * shave < 11:
+                    raise user_error(f"image {path} ({full.shape[-2]}x{full.shape[-1]}) is too small for "
+                                     f"scale {key}; use larger images or smaller scales")
+                hr = full[:, :, :h, :w]
+                lr = resize_bicubic(hr, lr_size)
+                outputs = {BICUBIC: resize_bicubic(lr, (h, w), quantize=False)}
+                for name, model in models.items():
+                    sr = model.super_resolve(lr.to(_device_of(model)), (h, w), chunk=chunk)
+                    if tuple(sr.shape) != tuple(hr.shape):
+                        raise user_error(f"{name} returned {tuple(sr.shape)} for output size {(h, w)}; "
+                                         "super_resolve must return (B,3,H,W)")
+                    outputs[name] = sr.float().cpu()
+                for name, sr in outputs.items():
+                    per_image[name][key]["psnr"].append(psnr(sr[0], hr[0], shave=shave))
+                    per_image[name][key]["ssim"].append(ssim(sr[0], hr[0], shave=shave))
+            last = keys[0]
+            bar.set_postfix_str(" ".join(
+                f"{m}={per_image[m][last]['psnr'][-1]:.2f}" for m in methods) + f" dB @x{last}", refresh=False)
+
+    mean = {m: {k: {"psnr": float(np.mean(v["psnr"])), "ssim": float(np.mean(v["ssim"]))}
+                for k, v in per_image[m].items()} for m in methods}
+    root = Path(data_dir)
+    results: dict[str, Any] = {
+        "data_dir": str(root),
+        "split": split,
+        "split_file": str(split_file) if split_file is not None else None,
+        "n_images": len(images),
+        "images": [p.relative_to(root).as_posix() for p in images],
+        "scales": scale_list,
+        "methods": methods,
+        "checkpoints": {n: (str(c) if not hasattr(c, "super_resolve") else f"<{type(c).__name__}>")
+                        for n, c in checkpoints.items()},
+        "protocol": {
+            "hr": "top-left crop to multiples of int(s)",
+            "lr": "resize_bicubic(HR, round_half_up(H/s, W/s)), antialiased, 8-bit quantised",
+            "bicubic_baseline": "resize_bicubic(LR, (H, W), quantize=False)",
+            "metrics": "RGB in [0,1], SR clipped, shave ceil(s); SSIM gaussian sigma 1.5, population covariance",
+        },
+        "mean": mean,
+        "per_image": per_image,
+    }
+    if out_dir is not None:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
+        (out / "results.md").write_text(_markdown(results), encoding="utf-8")
+    return results
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of `python -m mlin_qgis evaluate`."""
+    defaults = EvalConfig()
+    parser.add_argument("--checkpoint", action="append", required=True, metavar="[NAME=]CKPT",
+                        help="checkpoint to evaluate (repeatable); NAME defaults to the file name")
+    parser.add_argument("--data", required=True, help="folder of images (flat or <class>/ subfolders)")
+    parser.add_argument("--scales", default=",".join(scale_key(s) for s in defaults.scales),
+                        help="comma-separated scales > 1, e.g. 2,2.5,3,4 (default %(default)s)")
+    parser.add_argument("--split", default=defaults.split, help="split name in --split-file, e.g. val")
+    parser.add_argument("--split-file", default=defaults.split_file, help="JSON listing the splits")
+    parser.add_argument("--limit", type=int, default=defaults.limit, help="evaluate only the first N images")
+    parser.add_argument("--out", default=defaults.out_dir, help="folder for results.json and results.md")
+    parser.add_argument("--chunk", type=int, default=defaults.chunk, help="query points per decoder call")
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    errors: list[type[Exception]] = [type(user_error("x")), type(user_error("x", FileNotFoundError))]
+    try:
+        from mlin_qgis.ml.model import CheckpointError
+
+        errors.append(CheckpointError)
+    except ImportError:  # pragma: no cover
+        pass
+    return tuple(errors)
+
+
+def run(args: argparse.Namespace) -> int:
+    """CLI entry: evaluate, print the table, return 0; on bad input print the error and return 2."""
+    try:
+        checkpoints: dict[str, Path] = {}
+        for value in args.checkpoint:
+            name, path = parse_checkpoint_arg(value)
+            if name in checkpoints:
+                raise user_error(f"two checkpoints are named {name!r}; name them with NAME=CKPT")
+            checkpoints[name] = path
+        results = evaluate(checkpoints, args.data, args.scales, split=args.split, split_file=args.split_file,
+                           limit=args.limit, out_dir=args.out, chunk=args.chunk)
+    except _user_errors() as exc:
+        print(f"mlin_qgis evaluate: error: {exc}", file=sys.stderr)
+        return 2
+    print(_markdown(results))
+    if args.out:
+        print(f"results written to {Path(args.out) / 'results.json'} and results.md")
+    return 0

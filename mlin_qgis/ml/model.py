@@ -1,0 +1,133 @@
+"""ImplicitSR = frozen encoder + implicit decoder; loading and saving checkpoints.
+
+Checkpoints carry their own spec (encoder name, decoder config) so loading needs no config file.
+Two kinds load: the official LIIF checkpoint (`{'model': {'name': 'liif', 'args', 'sd'}}`) and ours
+(`{'kind': 'mlin-qgis', ...}`)."""
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple
+
+import torch
+from torch import nn
+
+from .decoder import DecoderConfig, ImplicitDecoder, pixel_query_grid
+from .encoders import build_encoder
+
+CHECKPOINT_KIND = "mlin-qgis"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, unreadable or of a kind we do not know."""
+
+
+class ImplicitSR(nn.Module):
+    """Arbitrary-scale SR: encoder features -> factored implicit decoder at any output grid."""
+
+    # LIIF's normalisation: inputs and targets are (x - 0.5) / 0.5.
+    input_mean = 0.5
+    input_std = 0.5
+
+    def __init__(self, encoder_name: str = "edsr-baseline", decoder_cfg: DecoderConfig = DecoderConfig()) -> None:
+        super().__init__()
+        self.encoder_name = encoder_name
+        self.encoder = build_encoder(encoder_name)
+        decoder_cfg.feat_dim = self.encoder.out_dim
+        self.decoder = ImplicitDecoder(decoder_cfg)
+
+    @property
+    def receptive_field(self) -> int:
+        return int(self.encoder.receptive_field)
+
+    def freeze_encoder(self) -> None:
+        """MLIN keeps the natural-photo encoder fixed: no gradients, eval mode for good."""
+        for p in self.encoder.parameters():
+            p.requires_grad = False
+        self.encoder.eval()
+
+    def train(self, mode: bool = True) -> "ImplicitSR":
+        super().train(mode)
+        if not any(p.requires_grad for p in self.encoder.parameters()):
+            self.encoder.eval()
+        return self
+
+    def encode(self, lr: torch.Tensor) -> torch.Tensor:
+        """Latent features of an LR image in [0, 1]."""
+        return self.encoder((lr - self.input_mean) / self.input_std)
+
+    def super_resolve(self, lr: torch.Tensor, out_size: Tuple[int, int], chunk: int = 65536) -> torch.Tensor:
+        """(B, 3, h, w) in [0, 1] -> (B, 3, H, W) in [0, 1] units, not clipped."""
+        b, _, h, w = lr.shape
+        proj = self.decoder.project(self.encode(lr))
+        coord, cell = pixel_query_grid((h, w), out_size, device=lr.device)
+        outs = []
+        for start in range(0, coord.shape[0], chunk):
+            c = coord[start : start + chunk].unsqueeze(0).expand(b, -1, -1)
+            s = cell[start : start + chunk].unsqueeze(0).expand(b, -1, -1)
+            outs.append(self.decoder.query(proj, c, s)[0])
+        rgb = torch.cat(outs, dim=1) * self.input_std + self.input_mean
+        return rgb.permute(0, 2, 1).reshape(b, -1, out_size[0], out_size[1])
+
+    def spec(self) -> Dict[str, Any]:
+        return {"encoder": self.encoder_name, "decoder": asdict(self.decoder.cfg)}
+
+
+def _read(path: Path) -> Dict[str, Any]:
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path} — pass the path of a .pth file "
+                              "(an official LIIF checkpoint or one written by `python -m mlin_qgis train`)")
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # pickle, zip and torch errors all mean the same to a user
+        raise CheckpointError(f"cannot read checkpoint {path}: {exc}. Is it a torch .pth file?") from exc
+    if not isinstance(ck, dict):
+        raise CheckpointError(f"{path} is not a model checkpoint (found {type(ck).__name__})")
+    return ck
+
+
+def load_model(path: str | Path, weighting: Optional[str] = None) -> ImplicitSR:
+    """Load an official LIIF checkpoint or one of ours; `weighting` switches area/meta.
+
+    Loading LIIF with weighting='meta' adds a meta-weight network that starts at LIIF's weights."""
+    path = Path(path)
+    ck = _read(path)
+    if ck.get("kind") == CHECKPOINT_KIND:
+        spec = ck["model"]
+        cfg = DecoderConfig(**spec["decoder"])
+        saved = cfg.weighting
+        if weighting:
+            cfg.weighting = weighting
+        model = ImplicitSR(spec["encoder"], cfg)
+        sd = ck["state_dict"]
+        strict = saved == cfg.weighting
+    elif isinstance(ck.get("model"), dict) and ck["model"].get("name") == "liif":
+        args = ck["model"]["args"]
+        imnet = args.get("imnet_spec", {}).get("args", {})
+        cfg = DecoderConfig(hidden=list(imnet.get("hidden_list", [256] * 4)), weighting=weighting or "area")
+        if not (args.get("local_ensemble", True) and args.get("feat_unfold", True) and args.get("cell_decode", True)):
+            raise CheckpointError(f"{path}: only LIIF with local ensemble, feat-unfold and cell decoding is supported")
+        model = ImplicitSR(args["encoder_spec"]["name"], cfg)
+        sd = {k.replace("imnet.layers", "decoder.imnet.layers"): v for k, v in ck["model"]["sd"].items()}
+        strict = cfg.weighting == "area"
+    else:
+        raise CheckpointError(
+            f"{path} is not an MLIN or LIIF checkpoint (keys: {', '.join(sorted(ck)[:6])}); "
+            "expected an official LIIF .pth or one written by `python -m mlin_qgis train`"
+        )
+    missing, unexpected = model.load_state_dict(sd, strict=False)
+    missing = [k for k in missing if not (not strict and k.startswith("decoder.meta."))]
+    unexpected = [k for k in unexpected if not (not strict and k.startswith("decoder.meta."))]
+    if missing or unexpected:
+        raise CheckpointError(f"{path}: weights do not fit the model (missing {missing[:4]}, unexpected {unexpected[:4]})")
+    model.eval()
+    return model
+
+
+def save_model(model: ImplicitSR, path: str | Path, extra: Optional[Dict[str, Any]] = None) -> None:
+    """Self-describing checkpoint: spec + weights (+ training state in `extra`)."""
+    payload: Dict[str, Any] = {"kind": CHECKPOINT_KIND, "model": model.spec(), "state_dict": model.state_dict()}
+    payload.update(extra or {})
+    tmp = Path(str(path) + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
