@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,6 +84,9 @@ def _load_methods(checkpoints: Mapping[str, Any]) -> dict[str, Any]:
     if BICUBIC in checkpoints:
         raise user_error(f"the name {BICUBIC!r} is reserved for the baseline; name the checkpoint otherwise")
     for name, item in checkpoints.items():
+        if not hasattr(item, "super_resolve") and not isinstance(item, (str, os.PathLike)):
+            raise user_error(f"checkpoint {name}: expected a .pth path or a model with .super_resolve, "
+                             f"got {type(item).__name__}")
         if not hasattr(item, "super_resolve") and not Path(item).is_file():
             raise user_error(f"checkpoint {name}: {item} does not exist; pass the path of a .pth file",
                              FileNotFoundError)

@@ -1,0 +1,268 @@
+"""Training: decoder (+ meta-weight network) on a frozen encoder, LIIF protocol, L1 loss.
+
+`python -m mlin_qgis train --config FILE.yaml`; the same as `train(TrainConfig(...))` in Python.
+Only decoder parameters reach the optimizer; the encoder is frozen (requires_grad False, eval mode)
+and its features are cached in a refreshed crop bank (see data.py)."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .data import FeatureBank, CropSource, SamplerConfig, training_images
+from .decoder import DecoderConfig
+from .images import list_images, load_image
+from .model import ImplicitSR, load_model, save_model
+from .resize import resize_bicubic
+
+
+@dataclass
+class TrainConfig:
+    data_root: str = "../shared/data/ucmerced/train"
+    split: Optional[str] = None
+    split_file: Optional[str] = None
+    val_root: Optional[str] = "../shared/data/ucmerced/val"
+    val_images: int = 12  # a fixed, small val subset tracked during training (full eval: `evaluate`)
+    val_scales: List[float] = field(default_factory=lambda: [2.0, 4.0])
+    encoder_checkpoint: str = "../shared/weights/edsr-baseline-liif.pth"
+    weighting: str = "meta"
+    meta_hidden: int = 64
+    meta_residual: bool = True
+    iterations: int = 3000
+    batch_size: int = 8
+    lr: float = 5e-5  # decoder MLP (starts from LIIF's, so fine-tuning)
+    lr_meta: float = 5e-4  # meta-weight network (starts at zero correction)
+    warmup: int = 50
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    bank_size: int = 1024
+    bank_refresh: int = 2  # new crops encoded per iteration
+    seed: int = 0
+    threads: int = 0  # 0: torch's default
+    device: str = "auto"
+    run_dir: str = "runs/mlin"
+    checkpoint_every: int = 250
+    log_every: int = 25
+    resume: bool = True
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown training config keys: {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
+        data = dict(data)
+        if "sampler" in data:
+            data["sampler"] = SamplerConfig(**data["sampler"])
+        return cls(**data)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "TrainConfig":
+        import yaml
+
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"training config not found: {path}")
+        cfg = cls.from_dict(yaml.safe_load(path.read_text()) or {})
+        # Relative data paths in a config are relative to the repository root (where make runs).
+        return cfg
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was asked for but torch sees no CUDA GPU; use --device cpu or auto")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def build_model(cfg: TrainConfig) -> ImplicitSR:
+    """Encoder (frozen) + decoder from the LIIF checkpoint; the meta network starts at LIIF's weights."""
+    model = load_model(cfg.encoder_checkpoint, weighting=cfg.weighting)
+    if cfg.weighting == "meta" and (model.decoder.cfg.meta_hidden != cfg.meta_hidden or not cfg.meta_residual):
+        fresh = DecoderConfig(**{**asdict(model.decoder.cfg), "meta_hidden": cfg.meta_hidden,
+                                 "meta_residual": cfg.meta_residual})
+        imnet = model.decoder.imnet.state_dict()
+        model.decoder = type(model.decoder)(fresh)
+        model.decoder.imnet.load_state_dict(imnet)
+    model.freeze_encoder()
+    return model
+
+
+def optimizer_for(model: ImplicitSR, cfg: TrainConfig) -> torch.optim.Optimizer:
+    groups = [{"params": list(model.decoder.imnet.parameters()), "lr": cfg.lr, "base_lr": cfg.lr}]
+    if model.decoder.meta is not None:
+        groups.append({"params": list(model.decoder.meta.parameters()), "lr": cfg.lr_meta, "base_lr": cfg.lr_meta})
+    return torch.optim.Adam(groups)
+
+
+def lr_factor(it: int, cfg: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay to 5 % of the base rate."""
+    if it < cfg.warmup:
+        return (it + 1) / cfg.warmup
+    t = (it - cfg.warmup) / max(1, cfg.iterations - cfg.warmup)
+    return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+
+
+def training_loss(model: ImplicitSR, feat: torch.Tensor, coord: torch.Tensor, cell: torch.Tensor,
+                  target: torch.Tensor) -> torch.Tensor:
+    """L1 in LIIF's normalised units."""
+    proj = model.decoder.project(feat)
+    rgb = model.decoder.query(proj, coord, cell)[0]
+    return F.l1_loss(rgb, (target - model.input_mean) / model.input_std)
+
+
+@torch.no_grad()
+def quick_val(model: ImplicitSR, images: List[np.ndarray], scales: List[float]) -> Dict[str, float]:
+    """Mean PSNR on a fixed val subset (centre 192x192 crops): a training monitor, not the report."""
+    out: Dict[str, float] = {}
+    model.eval()
+    for s in scales:
+        vals = []
+        for img in images:
+            hr = torch.from_numpy(img).permute(2, 0, 1).float().div(255).unsqueeze(0)
+            lr = resize_bicubic(hr, (round(hr.shape[2] / s), round(hr.shape[3] / s)))
+            sr = model.super_resolve(lr, hr.shape[-2:]).clamp(0, 1)
+            shave = math.ceil(s)
+            mse = F.mse_loss(sr[..., shave:-shave, shave:-shave], hr[..., shave:-shave, shave:-shave]).item()
+            vals.append(10 * math.log10(1 / max(mse, 1e-12)))
+        out[f"x{s:g}"] = float(np.mean(vals))
+    model.train()
+    return out
+
+
+def _val_crops(cfg: TrainConfig) -> List[np.ndarray]:
+    if not cfg.val_root or cfg.val_images <= 0 or not Path(cfg.val_root).is_dir():
+        return []
+    paths = list_images(cfg.val_root)
+    picks = [paths[i] for i in np.linspace(0, len(paths) - 1, min(cfg.val_images, len(paths))).astype(int)]
+    crops = []
+    for p in picks:
+        img = load_image(p)
+        y, x = (img.shape[0] - 192) // 2, (img.shape[1] - 192) // 2
+        crops.append(np.ascontiguousarray(img[y : y + 192, x : x + 192]))
+    return crops
+
+
+def train(cfg: TrainConfig, progress: bool = True) -> Path:
+    """Run (or resume) training; returns the final checkpoint path."""
+    from tqdm import tqdm
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = pick_device(cfg.device)
+    seed_everything(cfg.seed)
+    run = Path(cfg.run_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    ckpt_path = run / "checkpoint.pth"
+
+    model = build_model(cfg).to(device)
+    model.train()
+    opt = optimizer_for(model, cfg)
+    start = 0
+    if cfg.resume and ckpt_path.is_file():
+        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["state_dict"])
+        opt.load_state_dict(state["train"]["optimizer"])
+        start = int(state["train"]["iteration"])
+        print(f"resuming {ckpt_path} at iteration {start}")
+
+    paths = training_images(cfg.data_root, cfg.split, cfg.split_file)
+    source = CropSource(paths, cfg.sampler, cfg.seed)
+    bank = FeatureBank(source, lambda lr: model.encode(lr.to(device)).cpu(), cfg.bank_size)
+    t0 = time.time()
+    bank.fill(cfg.bank_size + start * cfg.bank_refresh)
+    print(f"crop bank: {cfg.bank_size} crops from {len(paths)} images encoded in {time.time() - t0:.0f} s")
+    val_imgs = _val_crops(cfg)
+    log = (run / "log.jsonl").open("a")
+
+    def checkpoint(it: int) -> None:
+        save_model(model, ckpt_path, {"train": {"iteration": it, "optimizer": opt.state_dict(),
+                                                 "config": asdict(cfg), "seconds": time.time() - t0},
+                                      "card": training_card(cfg, it, time.time() - t0, device)})
+
+    bar = tqdm(range(start, cfg.iterations), initial=start, total=cfg.iterations, disable=not progress,
+               dynamic_ncols=True)
+    running = None
+    for it in bar:
+        for group in opt.param_groups:
+            group["lr"] = group["base_lr"] * lr_factor(it, cfg)
+        rng = np.random.default_rng([cfg.seed, 1, it])
+        b = bank.batch(rng, cfg.batch_size, cfg.sampler.sample_q, cfg.sampler.lr_size)
+        loss = training_loss(model, b.feat.to(device), b.coord.to(device), b.cell.to(device), b.target.to(device))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        bank.refresh(cfg.bank_refresh)
+        running = loss.item() if running is None else 0.95 * running + 0.05 * loss.item()
+        bar.set_postfix(loss=f"{running:.4f}")
+        done = it + 1
+        if done % cfg.log_every == 0 or done == cfg.iterations:
+            entry: Dict[str, Any] = {"iteration": done, "loss": running, "seconds": round(time.time() - t0, 1)}
+            if val_imgs and (done % cfg.checkpoint_every == 0 or done == cfg.iterations):
+                entry["val_psnr"] = quick_val(model, val_imgs, cfg.val_scales)
+                bar.write(json.dumps(entry))
+            log.write(json.dumps(entry) + "\n")
+            log.flush()
+        if done % cfg.checkpoint_every == 0 or done == cfg.iterations:
+            checkpoint(done)
+    log.close()
+    if start >= cfg.iterations and not ckpt_path.is_file():
+        checkpoint(start)
+    return ckpt_path
+
+
+def training_card(cfg: TrainConfig, iteration: int, seconds: float, device: torch.device) -> Dict[str, Any]:
+    """What the model card says about how this decoder was trained."""
+    hw = torch.cuda.get_device_name(0) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+    scales = cfg.sampler.scale_list or [cfg.sampler.scale_min, cfg.sampler.scale_max]
+    return {
+        "training_data": f"{cfg.data_root} (frozen encoder: {Path(cfg.encoder_checkpoint).name}, DIV2K)",
+        "training_budget": (f"{iteration} iterations, batch {cfg.batch_size}, {cfg.sampler.sample_q} queries/crop, "
+                            f"{seconds / 3600:.2f} h on {hw}"),
+        "trained_scale_min": float(min(scales)),
+        "trained_scale_max": float(max(scales)),
+        "method": "mlin" if cfg.weighting == "meta" else "liif",
+        "weighting": cfg.weighting,
+        "licence": "decoder: trained by mlin-qgis on UC Merced (USGS public domain imagery); "
+                   "encoder: BSD-3-Clause (LIIF, Yinbo Chen)",
+        "description": ("MLIN: frozen LIIF EDSR-baseline encoder, decoder and meta-weight network trained on "
+                        "remote sensing" if cfg.weighting == "meta" else
+                        "Ablation: frozen LIIF EDSR-baseline encoder, decoder fine-tuned with LIIF area weights"),
+    }
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, help="YAML file with TrainConfig fields")
+    parser.add_argument("--iterations", type=int, default=None, help="override the config's iterations")
+    parser.add_argument("--run-dir", default=None, help="override the config's run folder")
+    parser.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = TrainConfig.from_yaml(args.config)
+    if args.iterations is not None:
+        cfg.iterations = args.iterations
+    if args.run_dir:
+        cfg.run_dir = args.run_dir
+    if args.device:
+        cfg.device = args.device
+    path = train(cfg, progress=not args.no_progress)
+    print(f"checkpoint: {path}")
+    return 0

@@ -1,0 +1,227 @@
+"""Metrics and the whole-image evaluation protocol, on real images written to tmp_path."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from mlin_qgis.ml import evaluate as ev
+from mlin_qgis.ml.images import load_image
+from mlin_qgis.ml.metrics import psnr, ssim
+from mlin_qgis.ml.resize import resize_bicubic
+
+try:
+    from mlin_qgis.core.errors import MlinError
+    USER_ERRORS: tuple[type[Exception], ...] = (MlinError,)
+except ImportError:
+    USER_ERRORS = (ValueError, FileNotFoundError)
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+UCM_VAL = SHARED / "data" / "ucmerced" / "val"
+LIIF_CKPT = SHARED / "weights" / "edsr-baseline-liif.pth"
+
+
+# ---------------------------------------------------------------- metrics
+def test_identical_images_inf_psnr_and_ssim_one() -> None:
+    x = np.random.default_rng(0).random((3, 32, 32))
+    assert psnr(x, x, shave=2) == float("inf")
+    assert ssim(x, x, shave=2) == pytest.approx(1.0, abs=1e-12)
+    # torch input and a batch of one are accepted and agree
+    assert psnr(torch.from_numpy(x)[None], x, shave=2) == float("inf")
+
+
+def test_known_noise_psnr_by_hand() -> None:
+    hr = np.full((3, 20, 20), 0.5)
+    noise = np.where(np.indices((20, 20)).sum(axis=0) % 2 == 0, 0.1, -0.1)  # +-0.1 checkerboard
+    sr = hr + noise[None]
+    # MSE = 0.01 everywhere -> PSNR = 10 log10(1 / 0.01) = 20 dB
+    assert psnr(sr, hr, shave=0) == pytest.approx(20.0, abs=1e-9)
+    # a huge error only in the border disappears with shave=2
+    sr_border = sr.copy()
+    sr_border[:, :2, :] = 0.0
+    assert psnr(sr_border, hr, shave=0) < 19.0
+    assert psnr(sr_border, hr, shave=2) == pytest.approx(20.0, abs=1e-9)
+    # data_range 255: same images scaled -> same PSNR
+    assert psnr(sr * 255, hr * 255, shave=0, data_range=255.0) == pytest.approx(20.0, abs=1e-9)
+
+
+def test_sr_clipped_before_measuring() -> None:
+    hr = np.ones((3, 16, 16))
+    hr[:, :8] = 0.0
+    sr = hr.copy()
+    sr[:, 8:] = 1.3  # overshoot above white is clipped away
+    sr[:, :8] = -0.2
+    assert psnr(sr, hr, shave=1) == float("inf")
+    assert ssim(sr, hr, shave=1) == pytest.approx(1.0, abs=1e-12)
+
+
+def test_ssim_constant_offset_by_hand() -> None:
+    # constant images: SSIM is the luminance term (2ab + C1) / (a^2 + b^2 + C1), C1 = (0.01 * 1)^2
+    a, b, c1 = 0.5, 0.6, 1e-4
+    expected = (2 * a * b + c1) / (a * a + b * b + c1)
+    got = ssim(np.full((3, 24, 24), b), np.full((3, 24, 24), a), shave=1)
+    assert got == pytest.approx(expected, abs=1e-9)
+
+
+def test_metric_input_errors() -> None:
+    x = np.zeros((3, 16, 16))
+    with pytest.raises(USER_ERRORS, match="same shape"):
+        psnr(x, np.zeros((3, 16, 15)), shave=0)
+    with pytest.raises(USER_ERRORS, match="leaves nothing"):
+        psnr(x, x, shave=8)
+    with pytest.raises(USER_ERRORS, match="11x11"):
+        ssim(x, x, shave=3)
+
+
+# ---------------------------------------------------------------- protocol pieces
+def test_parse_scales() -> None:
+    assert ev.parse_scales("2, 2.5,4,2") == [2.0, 2.5, 4.0]
+    for bad in ("1", "0.5,2", "-3", "abc", "2,,3", "nan", "inf", ""):
+        with pytest.raises(USER_ERRORS):
+            ev.parse_scales(bad)
+
+
+def test_protocol_sizes() -> None:
+    assert ev.protocol_sizes(257, 242, 3.0) == ((255, 240), (85, 80))
+    assert ev.protocol_sizes(256, 243, 2.5) == ((256, 242), (102, 97))  # 102.4 -> 102, 96.8 -> 97
+    assert ev.protocol_sizes(256, 256, 10.0) == ((250, 250), (25, 25))
+
+
+def test_parse_checkpoint_arg(tmp_path: Path) -> None:
+    assert ev.parse_checkpoint_arg("mlin=runs/a/best.pth") == ("mlin", Path("runs/a/best.pth"))
+    assert ev.parse_checkpoint_arg("runs/a/best.pth") == ("best", Path("runs/a/best.pth"))
+    odd = tmp_path / "x=y.pth"
+    odd.write_bytes(b"")
+    assert ev.parse_checkpoint_arg(str(odd)) == ("x=y", odd)
+
+
+# ---------------------------------------------------------------- evaluate with stand-in models
+class BicubicSR:
+    """A real (if trivial) SR model: upsample with the project's resize, like the baseline."""
+
+    def super_resolve(self, lr: torch.Tensor, out_size: tuple[int, int], chunk: int = 65536) -> torch.Tensor:
+        return resize_bicubic(lr, out_size, quantize=False)
+
+
+class NearestSR:
+    """A deliberately worse SR model, so the table must tell methods apart."""
+
+    def super_resolve(self, lr: torch.Tensor, out_size: tuple[int, int], chunk: int = 65536) -> torch.Tensor:
+        return F.interpolate(lr, size=out_size, mode="nearest")
+
+
+def _smooth_image(h: int, w: int, phase: float) -> np.ndarray:
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    r = 0.5 + 0.4 * np.sin(xx / 5.0 + phase) * np.cos(yy / 7.0)
+    g = (xx + yy) / (h + w)
+    b = 0.5 + 0.3 * np.sin((xx - yy) / 4.0 + phase)
+    return np.round(np.stack([r, g, b], axis=-1) * 255).astype(np.uint8)
+
+
+@pytest.fixture()
+def tiny_dataset(tmp_path: Path) -> Path:
+    root = tmp_path / "data"
+    for cls, phase in (("fields", 0.0), ("roads", 1.3)):
+        (root / cls).mkdir(parents=True)
+        Image.fromarray(_smooth_image(49, 50, phase)).save(root / cls / f"{cls}01.png")
+    return root
+
+
+def test_evaluate_stand_in_models(tiny_dataset: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    ckpts = {"bicubic-model": BicubicSR(), "nearest": NearestSR()}
+    res = ev.evaluate(ckpts, tiny_dataset, "2,2.5,3", out_dir=out, progress=False)
+    again = ev.evaluate(ckpts, tiny_dataset, [2, 2.5, 3], progress=False)
+    assert res["mean"] == again["mean"] and res["per_image"] == again["per_image"]
+    assert res["methods"] == ["bicubic", "bicubic-model", "nearest"]
+    assert res["n_images"] == 2 and res["images"] == ["fields/fields01.png", "roads/roads01.png"]
+    for k in ("2", "2.5", "3"):
+        assert res["mean"]["bicubic-model"][k] == res["mean"]["bicubic"][k]
+        assert res["mean"]["nearest"][k]["psnr"] < res["mean"]["bicubic"][k]["psnr"] - 1.0
+        assert 0.0 < res["mean"]["nearest"][k]["ssim"] < res["mean"]["bicubic"][k]["ssim"] < 1.0
+
+    # one number recomputed by hand from the protocol: image 2, scale 2.5, bicubic
+    img = torch.from_numpy(load_image(tiny_dataset / "roads" / "roads01.png")).permute(2, 0, 1).float() / 255
+    hr = img[:, :48, :50]  # 49 -> 48 and 50 -> 50 (multiples of int(2.5) = 2)
+    lr = resize_bicubic(hr, (19, 20))  # round(48 / 2.5) = 19, 50 / 2.5 = 20
+    bic = resize_bicubic(lr, (48, 50), quantize=False)
+    assert res["per_image"]["bicubic"]["2.5"]["psnr"][1] == pytest.approx(psnr(bic, hr, shave=3), abs=1e-12)
+
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["mean"]["nearest"]["3"]["psnr"] == pytest.approx(res["mean"]["nearest"]["3"]["psnr"])
+    md = (out / "results.md").read_text()
+    assert "| method | x2 PSNR | x2 SSIM | x2.5 PSNR | x2.5 SSIM | x3 PSNR | x3 SSIM |" in md
+    row = next(line for line in md.splitlines() if line.startswith("| nearest |"))
+    assert f"{res['mean']['nearest']['2']['psnr']:.2f}" in row
+
+
+def test_evaluate_limit_and_errors(tiny_dataset: Path, tmp_path: Path) -> None:
+    res = ev.evaluate({}, tiny_dataset, "2", limit=1, progress=False)
+    assert res["methods"] == ["bicubic"] and res["n_images"] == 1
+    with pytest.raises(USER_ERRORS, match="greater than 1"):
+        ev.evaluate({}, tiny_dataset, "1", progress=False)
+    with pytest.raises(USER_ERRORS, match="does not exist"):
+        ev.evaluate({"m": tmp_path / "missing.pth"}, tiny_dataset, "2", progress=False)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(USER_ERRORS, match="no images"):
+        ev.evaluate({}, tmp_path / "empty", "2", progress=False)
+    with pytest.raises(USER_ERRORS, match="too small"):
+        ev.evaluate({}, tiny_dataset, "20", progress=False)  # 40x40 HR: shaving 20 px leaves nothing
+    with pytest.raises(USER_ERRORS, match="expected a .pth path or a model"):
+        ev.evaluate({"m": 42}, tiny_dataset, "2", progress=False)
+    with pytest.raises(USER_ERRORS, match="reserved"):
+        ev.evaluate({"bicubic": BicubicSR()}, tiny_dataset, "2", progress=False)
+
+
+def _cli(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="evaluate")
+    ev.add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def test_cli_errors_return_2(tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert ev.run(_cli(["--checkpoint", str(tmp_path / "nope.pth"), "--data", str(tiny_dataset)])) == 2
+    assert "nope.pth does not exist" in capsys.readouterr().err
+    ckpt = tmp_path / "garbage.pth"
+    ckpt.write_bytes(b"not a checkpoint")
+    assert ev.run(_cli(["--checkpoint", str(ckpt), "--data", str(tiny_dataset), "--scales", "0.5"])) == 2
+    assert "greater than 1" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert ev.run(_cli(["--checkpoint", str(ckpt), "--data", str(tmp_path / "empty")])) == 2
+    assert "no images" in capsys.readouterr().err
+    assert ev.run(_cli(["--checkpoint", f"a={ckpt}", "--checkpoint", f"a={ckpt}",
+                        "--data", str(tiny_dataset)])) == 2
+    assert "two checkpoints are named 'a'" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- the real official LIIF checkpoint
+@pytest.mark.skipif(not (LIIF_CKPT.is_file() and UCM_VAL.is_dir()),
+                    reason="../shared (LIIF weights and UCMerced val) not present in this clone")
+def test_real_liif_beats_bicubic_at_x2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("mlin_qgis.ml.model", reason="mlin_qgis.ml.model not written yet")
+    data = tmp_path / "crops"
+    data.mkdir()
+    for name in ("agricultural/agricultural15.png", "denseresidential/denseresidential05.png"):
+        src = UCM_VAL / name
+        if not src.is_file():
+            src = sorted((UCM_VAL / name.split("/")[0]).glob("*.png"))[0]
+        Image.fromarray(load_image(src)[96:160, 96:160]).save(data / Path(name).name)
+    out = tmp_path / "out"
+    args = _cli(["--checkpoint", f"liif={LIIF_CKPT}", "--data", str(data), "--scales", "2,3",
+                 "--out", str(out)])
+    assert ev.run(args) == 0
+    printed = capsys.readouterr().out
+    assert "| liif |" in printed and "| bicubic |" in printed
+    first = json.loads((out / "results.json").read_text())
+    again = ev.evaluate({"liif": LIIF_CKPT}, data, "2,3", progress=False)
+    assert again["per_image"] == first["per_image"]  # deterministic, bit for bit
+    assert again["mean"]["liif"]["2"]["psnr"] > again["mean"]["bicubic"]["2"]["psnr"]
+    assert again["mean"]["liif"]["2"]["ssim"] > again["mean"]["bicubic"]["2"]["ssim"]
+    assert all(math.isfinite(v) for v in again["per_image"]["liif"]["3"]["psnr"])
