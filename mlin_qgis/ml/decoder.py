@@ -91,7 +91,11 @@ class ImplicitDecoder(nn.Module):
     # ---- factored path -------------------------------------------------------------------
     @property
     def proj_channels(self) -> int:
-        return self.cfg.hidden[0] + (self.cfg.meta_hidden if self.meta is not None else 0)
+        return self.first_width + (self.cfg.meta_hidden if self.meta is not None else 0)
+
+    @property
+    def first_width(self) -> int:
+        return self.cfg.hidden[0] if self.cfg.hidden else self.cfg.out_dim
 
     def _first_layers(self) -> List[nn.Linear]:
         first = [self.imnet.layers[0]]
@@ -120,7 +124,7 @@ class ImplicitDecoder(nn.Module):
         offset = (torch.arange(b, device=proj.device) * (h * w)).view(b, 1)
         base = torch.floor(coord + _EPS_PX)
         rel_cell = cell * 2.0  # LIIF's cell input is in half-pixel units
-        hid = self.cfg.hidden[0]
+        hid = self.first_width
         w1 = self.imnet.layers[0].weight
         w_geo = w1[:, self.code_dim :]  # coordinate and cell columns
         m_geo = self.meta.embed.weight[:, self.code_dim :] if self.meta is not None else None
@@ -190,7 +194,8 @@ def make_coord(shape: Tuple[int, int], device: torch.device | None = None) -> to
 
 
 def pixel_query_grid(
-    lr_size: Tuple[int, int], out_size: Tuple[int, int], device: torch.device | None = None
+    lr_size: Tuple[int, int], out_size: Tuple[int, int], device: torch.device | None = None,
+    dtype: torch.dtype = torch.float32,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Query coordinates (H*W, 2) and cells (H*W, 2) in LR pixel units for an output grid.
 
@@ -200,4 +205,4 @@ def pixel_query_grid(
     cols = (torch.arange(ow, dtype=torch.float64, device=device) + 0.5) * (w / ow) - 0.5
     grid = torch.stack(torch.meshgrid(rows, cols, indexing="ij"), dim=-1).reshape(-1, 2)
     cell = torch.tensor([h / oh, w / ow], dtype=torch.float64, device=device).expand(oh * ow, 2)
-    return grid.float(), cell.float().contiguous()
+    return grid.to(dtype), cell.to(dtype).contiguous()

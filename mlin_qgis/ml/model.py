@@ -60,7 +60,7 @@ class ImplicitSR(nn.Module):
         """(B, 3, h, w) in [0, 1] -> (B, 3, H, W) in [0, 1] units, not clipped."""
         b, _, h, w = lr.shape
         proj = self.decoder.project(self.encode(lr))
-        coord, cell = pixel_query_grid((h, w), out_size, device=lr.device)
+        coord, cell = pixel_query_grid((h, w), out_size, device=lr.device, dtype=lr.dtype)
         outs = []
         for start in range(0, coord.shape[0], chunk):
             c = coord[start : start + chunk].unsqueeze(0).expand(b, -1, -1)
