@@ -137,9 +137,24 @@ def _markdown(results: dict[str, Any]) -> str:
     )
 
 
+def first_per_class(images: list[Path], count: int) -> list[Path]:
+    """The first `count` images of each class folder: a subset that keeps every land-use class."""
+    if count < 1:
+        raise user_error(f"per-class count must be at least 1, got {count}")
+    seen: dict[str, int] = {}
+    keep = []
+    for path in images:
+        n = seen.get(path.parent.name, 0)
+        if n < count:
+            keep.append(path)
+        seen[path.parent.name] = n + 1
+    return keep
+
+
 def evaluate(checkpoints: Mapping[str, Any], data_dir: str | Path, scales: Any,
              split: str | None = None, split_file: str | Path | None = None, limit: int | None = None,
-             out_dir: str | Path | None = None, chunk: int = 65536, progress: bool = True) -> dict[str, Any]:
+             out_dir: str | Path | None = None, chunk: int = 65536, progress: bool = True,
+             per_class: int | None = None) -> dict[str, Any]:
     """Evaluate each checkpoint (path or model with .super_resolve) and bicubic on every image and scale.
 
     Writes results.json and results.md to out_dir when given; returns the same results dict
@@ -149,6 +164,8 @@ def evaluate(checkpoints: Mapping[str, Any], data_dir: str | Path, scales: Any,
     if limit is not None and limit < 1:
         raise user_error(f"limit must be at least 1, got {limit}")
     images = list_images(data_dir, split=split, split_file=split_file)
+    if per_class is not None:
+        images = first_per_class(images, per_class)
     if limit is not None:
         images = images[:limit]
     models = _load_methods(checkpoints)
@@ -224,6 +241,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default=defaults.split, help="split name in --split-file, e.g. val")
     parser.add_argument("--split-file", default=defaults.split_file, help="JSON listing the splits")
     parser.add_argument("--limit", type=int, default=defaults.limit, help="evaluate only the first N images")
+    parser.add_argument("--per-class", type=int, default=None,
+                        help="evaluate only the first N images of each class folder (a stratified subset)")
     parser.add_argument("--out", default=defaults.out_dir, help="folder for results.json and results.md")
     parser.add_argument("--chunk", type=int, default=defaults.chunk, help="query points per decoder call")
 
@@ -249,7 +268,8 @@ def run(args: argparse.Namespace) -> int:
                 raise user_error(f"two checkpoints are named {name!r}; name them with NAME=CKPT")
             checkpoints[name] = path
         results = evaluate(checkpoints, args.data, args.scales, split=args.split, split_file=args.split_file,
-                           limit=args.limit, out_dir=args.out, chunk=args.chunk)
+                           limit=args.limit, out_dir=args.out, chunk=args.chunk,
+                           per_class=args.per_class)
     except _user_errors() as exc:
         print(f"mlin_qgis evaluate: error: {exc}", file=sys.stderr)
         return 2
