@@ -31,12 +31,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     cmd = argparse.ArgumentParser(prog=f"python -m mlin_qgis {argv[0]}", description=help_text)
     module.add_arguments(cmd)
     args = cmd.parse_args(argv[1:])
+    from mlin_qgis.core.errors import MlinError
+
     try:
         return int(module.run(args))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, KeyError) as exc:
+    except (MlinError, ValueError, FileNotFoundError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

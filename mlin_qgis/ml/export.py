@@ -110,11 +110,24 @@ def export_model(model: ImplicitSR, out_dir: str | Path, card: Dict[str, Any]) -
     return enc_path, dec_path
 
 
-def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, name: Optional[str] = None) -> Tuple[Path, Path]:
+def quality_from_results(results_json: str | Path, method: str) -> Dict[str, Any]:
+    """The measured PSNR/SSIM of `method` from an `evaluate` results.json, for the card."""
+    results = json.loads(Path(results_json).read_text())
+    if method not in results.get("mean", {}):
+        raise ValueError(f"{results_json} has no results for '{method}'; it has: {', '.join(results.get('mean', {}))}")
+    return {"data": f"{results.get('data_dir')} ({results.get('n_images')} images)",
+            "protocol": "whole image, bicubic LR (antialiased, 8-bit), RGB, shave ceil(scale)",
+            "mean": results["mean"][method], "bicubic": results["mean"].get("bicubic", {})}
+
+
+def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, name: Optional[str] = None,
+                      quality: Optional[Dict[str, Any]] = None) -> Tuple[Path, Path]:
     """Checkpoint (.pth, ours or official LIIF) -> encoder.onnx + decoder.onnx with their card."""
     model = load_model(checkpoint)
     raw = torch.load(checkpoint, map_location="cpu", weights_only=False)
     card = default_card(model, name or Path(out_dir).name, raw)
+    if quality:
+        card["quality"] = quality
     return export_model(model, out_dir, card)
 
 
@@ -122,9 +135,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, help="a .pth checkpoint (MLIN or official LIIF)")
     parser.add_argument("--out", required=True, help="folder for encoder.onnx and decoder.onnx")
     parser.add_argument("--name", default=None, help="model name in the card (default: folder name)")
+    parser.add_argument("--quality", default=None, metavar="RESULTS_JSON[:METHOD]",
+                        help="put the measured PSNR/SSIM from an `evaluate` results.json into the card")
 
 
 def run(args: argparse.Namespace) -> int:
-    enc, dec = export_checkpoint(args.checkpoint, args.out, args.name)
+    quality = None
+    if args.quality:
+        path, _, method = args.quality.partition(":")
+        quality = quality_from_results(path, method or (args.name or Path(args.out).name))
+    enc, dec = export_checkpoint(args.checkpoint, args.out, args.name, quality)
     print(f"wrote {enc} and {dec}")
     return 0

@@ -12,13 +12,14 @@ from typing import Any, Dict, Optional, Tuple
 import torch
 from torch import nn
 
+from ..core.errors import MlinError
 from .decoder import DecoderConfig, ImplicitDecoder, pixel_query_grid
 from .encoders import build_encoder
 
 CHECKPOINT_KIND = "mlin-qgis"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(MlinError, ValueError):
     """A checkpoint that is missing, unreadable or of a kind we do not know."""
 
 
