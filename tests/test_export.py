@@ -1,0 +1,68 @@
+"""ONNX export: onnxruntime (CPU) gives the torch model's numbers; the card travels in the files."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from mlin_qgis.ml.decoder import DecoderConfig, pixel_query_grid
+from mlin_qgis.ml.export import CARD_KEY, export_checkpoint
+from mlin_qgis.ml.model import ImplicitSR, save_model
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module", params=["area", "meta"])
+def exported(request, tmp_path_factory):
+    torch.manual_seed(3)
+    model = ImplicitSR("edsr-baseline", DecoderConfig(weighting=request.param)).eval()
+    if model.decoder.meta is not None:  # leave LIIF's start so the meta path really matters
+        torch.nn.init.normal_(model.decoder.meta.head[2].weight, std=0.5)
+    folder = tmp_path_factory.mktemp(request.param)
+    save_model(model, folder / "model.pth")
+    enc, dec = export_checkpoint(folder / "model.pth", folder / "onnx", name="test-model")
+    return model, enc, dec
+
+
+@pytest.mark.parametrize("scale", [2.0, 3.3, 8.0])
+def test_onnxruntime_matches_torch(exported, scale):
+    model, enc, dec = exported
+    so = ort.SessionOptions()
+    encoder = ort.InferenceSession(str(enc), so, providers=["CPUExecutionProvider"])
+    decoder = ort.InferenceSession(str(dec), so, providers=["CPUExecutionProvider"])
+    lr = torch.rand(1, 3, 17, 14)
+    out_size = (round(17 * scale), round(14 * scale))
+    proj = encoder.run(None, {"image": ((lr - 0.5) / 0.5).numpy()})[0]
+    coord, cell = pixel_query_grid((17, 14), out_size)
+    rgb, weights, area = decoder.run(None, {"proj": proj, "coord": coord.numpy(), "cell": cell.numpy()})
+    got = (rgb * 0.5 + 0.5).T.reshape(3, *out_size)
+    with torch.no_grad():
+        want = model.super_resolve(lr, out_size)[0].numpy()
+    assert np.abs(got - want).max() <= 1e-4
+    assert np.allclose(weights.sum(1), 1, atol=1e-5) and np.allclose(area.sum(1), 1, atol=1e-5)
+    if model.decoder.cfg.weighting == "meta":
+        assert np.abs(weights - area).max() > 1e-3  # the meta weights really differ from LIIF's
+    else:
+        assert np.array_equal(weights, area)
+
+
+def test_card_is_in_both_files(exported):
+    model, enc, dec = exported
+    cards = [json.loads(ort.InferenceSession(str(p), providers=["CPUExecutionProvider"])
+                        .get_modelmeta().custom_metadata_map[CARD_KEY]) for p in (enc, dec)]
+    assert cards[0] == cards[1]
+    card = cards[0]
+    assert card["name"] == "test-model" and card["weighting"] == model.decoder.cfg.weighting
+    assert card["receptive_field"] == 36 and card["feature_channels"] == model.decoder.proj_channels
+    assert card["input_mean"] == [0.5] * 3
+
+
+def test_shipped_liif_model_card():
+    enc = REPO / "models" / "liif-edsr-div2k" / "encoder.onnx"
+    card = json.loads(ort.InferenceSession(str(enc), providers=["CPUExecutionProvider"])
+                      .get_modelmeta().custom_metadata_map[CARD_KEY])
+    assert card["method"] == "liif" and card["weighting"] == "area" and card["encoder"] == "edsr-baseline"
