@@ -1,0 +1,258 @@
+"""onnxruntime engine: runs an exported encoder/decoder pair on in-memory arrays.
+
+The encoder runs once per (halo-padded) tile on the LR grid; the decoder answers output-pixel
+queries in bounded chunks, so memory depends on the tile and chunk sizes, never on the image size.
+Coordinates follow docs/ARCHITECTURE.md: LR pixel units, computed in float64, minus the tile's
+origin, then cast to float32 (translation invariance makes a tile just a shifted whole image).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .card import ModelCard, _short
+from .errors import MlinError
+from .models import DECODER_FILE, ENCODER_FILE, resolve_model
+from .tiling import halo_for, plan_tiles, query_coords
+
+CPU = "CPUExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+DEVICES = ("auto", "cpu", "cuda")
+DEFAULT_CHUNK = 65536
+
+
+def import_onnxruntime() -> Any:
+    """Import onnxruntime on first use, with an actionable message when it is missing."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise MlinError("onnxruntime is not installed in this Python; install it with "
+                        "`pip install onnxruntime` (or onnxruntime-gpu for NVIDIA GPUs).") from None
+    return ort
+
+
+def cuda_offered() -> bool:
+    """Whether the installed onnxruntime build offers CUDA at all (not whether it will work)."""
+    try:
+        return CUDA in import_onnxruntime().get_available_providers()
+    except MlinError:
+        return False
+
+
+@dataclass
+class EngineConfig:
+    """How sessions are made: device auto|cpu|cuda, intra-op threads (None: all cores) and the
+    number of decoder queries per onnxruntime call (bounds memory)."""
+
+    device: str = "auto"
+    threads: int | None = None
+    chunk: int = DEFAULT_CHUNK
+
+
+class SuperResolver:
+    """An mlin/LIIF model ready to run: ``.provider``, ``.card``, ``.halo`` and ``.upscale``."""
+
+    def __init__(self, model_path: str | os.PathLike | None = None, device: str = "auto",
+                 threads: int | None = None, chunk: int = DEFAULT_CHUNK) -> None:
+        self.config = EngineConfig(device=str(device).lower(), threads=threads, chunk=int(chunk))
+        if self.config.device not in DEVICES:
+            raise MlinError(f"unknown device {device!r}; use one of {', '.join(DEVICES)}.")
+        if self.config.chunk < 1:
+            raise MlinError(f"chunk must be >= 1, got {chunk}.")
+        self.model_dir: Path = resolve_model(model_path)
+        encoder_path, decoder_path = self.model_dir / ENCODER_FILE, self.model_dir / DECODER_FILE
+        self._encoder, self._decoder, self.provider = self._make_sessions(encoder_path, decoder_path)
+        self.card: ModelCard = self._read_card(encoder_path, decoder_path)
+        self.halo: int = halo_for(self.card.receptive_field)
+        self._check_io(encoder_path, decoder_path)
+        self._in_mean = np.asarray(self.card.input_mean, np.float32).reshape(3, 1, 1)
+        self._in_std = np.asarray(self.card.input_std, np.float32).reshape(3, 1, 1)
+        self._out_mean = np.asarray(self.card.output_mean, np.float32).reshape(3, 1, 1)
+        self._out_std = np.asarray(self.card.output_std, np.float32).reshape(3, 1, 1)
+
+    # -- construction -------------------------------------------------------------------------
+    def _session_options(self, ort: Any) -> Any:
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = int(self.config.threads or os.cpu_count() or 1)
+        options.log_severity_level = 3
+        return options
+
+    def _make_sessions(self, encoder_path: Path, decoder_path: Path) -> tuple[Any, Any, str]:
+        """CUDA when offered and really active in both sessions, else CPU (device=cuda: error)."""
+        ort = import_onnxruntime()
+        device = self.config.device
+        offered = CUDA in ort.get_available_providers()
+        if device == "cuda" and not offered:
+            raise MlinError("device 'cuda' was requested but this onnxruntime has no CUDA support; "
+                            "install onnxruntime-gpu (with CUDA and cuDNN) or use device 'auto' or 'cpu'.")
+        attempts = [[CUDA, CPU]] if (offered and device != "cpu") else []
+        if device != "cuda":
+            attempts.append([CPU])
+        error: Exception | None = None
+        for providers in attempts:
+            sessions = []
+            try:
+                for path in (encoder_path, decoder_path):
+                    current = path
+                    sessions.append(ort.InferenceSession(str(path), sess_options=self._session_options(ort),
+                                                         providers=providers))
+            except Exception as exc:  # corrupt file, foreign graph, or a CUDA set-up failure
+                error = MlinError(f"{current} is not an mlin model: onnxruntime cannot load it "
+                                  f"({_short(exc)}). Re-export it or pick another model.")
+                continue
+            active = all(CUDA in s.get_providers() for s in sessions)
+            if active:
+                return sessions[0], sessions[1], CUDA
+            if device == "cuda":
+                raise MlinError("device 'cuda' was requested but onnxruntime could not start CUDA "
+                                "(check the NVIDIA driver, CUDA and cuDNN versions); use device 'auto' or 'cpu'.")
+            return sessions[0], sessions[1], CPU
+        assert error is not None
+        raise error
+
+    def _read_card(self, encoder_path: Path, decoder_path: Path) -> ModelCard:
+        """The card from the already open sessions (both files carry it and must agree)."""
+        enc = ModelCard.from_metadata(self._encoder.get_modelmeta().custom_metadata_map, str(encoder_path))
+        dec = ModelCard.from_metadata(self._decoder.get_modelmeta().custom_metadata_map, str(decoder_path))
+        if (enc.name, enc.version) != (dec.name, dec.version):
+            raise MlinError(f"{encoder_path.parent}: encoder ({enc.name} {enc.version}) and decoder "
+                            f"({dec.name} {dec.version}) come from different models; re-export the pair.")
+        return dec
+
+    def _check_io(self, encoder_path: Path, decoder_path: Path) -> None:
+        enc_in = [i.name for i in self._encoder.get_inputs()]
+        enc_out = [o.name for o in self._encoder.get_outputs()]
+        dec_in = {i.name for i in self._decoder.get_inputs()}
+        self._decoder_outputs = [o.name for o in self._decoder.get_outputs()]
+        if enc_in != ["image"] or "proj" not in enc_out:
+            raise MlinError(f"{encoder_path} is not an mlin model: expected input 'image' and output "
+                            f"'proj', found inputs {enc_in} and outputs {enc_out}.")
+        if dec_in != {"proj", "coord", "cell"} or "rgb" not in self._decoder_outputs:
+            raise MlinError(f"{decoder_path} is not an mlin model: expected inputs proj, coord, cell and "
+                            f"output rgb, found inputs {sorted(dec_in)} and outputs {self._decoder_outputs}.")
+
+    @property
+    def has_weights(self) -> bool:
+        """Whether the decoder reports its mixing weights and LIIF's area weights."""
+        return {"weights", "area_weights"} <= set(self._decoder_outputs)
+
+    # -- running ------------------------------------------------------------------------------
+    @property
+    def _device(self) -> str:
+        """onnxruntime device name where ``proj`` lives between encoder and decoder calls."""
+        return "cuda" if self.provider == CUDA else "cpu"
+
+    def _normalised(self, image: np.ndarray) -> np.ndarray:
+        x = (np.asarray(image, np.float32) - self._in_mean) / self._in_std
+        return np.ascontiguousarray(x[None], dtype=np.float32)
+
+    def encode(self, image: np.ndarray) -> np.ndarray:
+        """``proj`` (1, C, h, w) of an image (3, h, w) in [0, 1] units, as a numpy array."""
+        return self._encoder.run(["proj"], {"image": self._normalised(image)})[0]
+
+    def encode_bound(self, image: np.ndarray) -> Any:
+        """``proj`` as an onnxruntime OrtValue left on the execution device (GPU memory on CUDA),
+        so the decoder's many chunk calls do not copy it back and forth."""
+        binding = self._encoder.io_binding()
+        binding.bind_cpu_input("image", self._normalised(image))
+        binding.bind_output("proj", self._device)
+        self._encoder.run_with_iobinding(binding)
+        return binding.get_outputs()[0]
+
+    def decode_window(self, proj: Any, origin: tuple[int, int], in_size: tuple[int, int],
+                      out_size: tuple[int, int], rows: tuple[int, int], cols: tuple[int, int],
+                      clip: bool = True, want_deviation: bool = False
+                      ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Colours (3, R, C) of output rows ``[r0, r1)`` x cols ``[c0, c1)`` from a tile's ``proj``
+        (numpy array from :meth:`encode` or OrtValue from :meth:`encode_bound`).
+
+        ``origin`` is the tile's LR (row, col) offset; ``in_size``/``out_size`` are the WHOLE image's
+        sizes (they fix the coordinates and the cell). With ``want_deviation`` also returns the
+        per-pixel max |weights - area_weights| (how far the learnt mixing departs from LIIF's).
+        """
+        (h, w), (oh, ow) = in_size, out_size
+        (r0, r1), (c0, c1) = rows, cols
+        n_rows, n_cols = r1 - r0, c1 - c0
+        out = np.empty((3, n_rows, n_cols), np.float32)
+        deviation = np.empty((n_rows, n_cols), np.float32) if want_deviation else None
+        if want_deviation and not self.has_weights:
+            raise MlinError(f"model {self.card.name} does not output weights/area_weights, so no weights "
+                            "map can be made; re-export it or leave the weights map out.")
+        if isinstance(proj, np.ndarray):
+            proj = import_onnxruntime().OrtValue.ortvalue_from_numpy(
+                np.ascontiguousarray(proj, dtype=np.float32), self._device, 0)
+        row_coords = (query_coords(h, oh, r0, r1) - origin[0]).astype(np.float32)
+        col_coords = (query_coords(w, ow, c0, c1) - origin[1]).astype(np.float32)
+        cell_value = np.array([h / oh, w / ow], np.float32)
+        names = ["rgb", "weights", "area_weights"] if want_deviation else ["rgb"]
+        binding = self._decoder.io_binding()
+        binding.bind_ortvalue_input("proj", proj)
+        step = max(1, self.config.chunk // max(1, n_cols))
+        for a in range(0, n_rows, step):
+            b = min(n_rows, a + step)
+            coord = np.empty((b - a, n_cols, 2), np.float32)
+            coord[..., 0] = row_coords[a:b, None]
+            coord[..., 1] = col_coords[None, :]
+            coord = coord.reshape(-1, 2)
+            cell = np.ascontiguousarray(np.broadcast_to(cell_value, coord.shape))
+            binding.bind_cpu_input("coord", coord)
+            binding.bind_cpu_input("cell", cell)
+            for name in names:
+                binding.bind_output(name, "cpu")
+            self._decoder.run_with_iobinding(binding)
+            result = binding.copy_outputs_to_cpu()
+            out[:, a:b, :] = result[0].reshape(b - a, n_cols, 3).transpose(2, 0, 1)
+            if deviation is not None:
+                dev = np.abs(result[1] - result[2]).max(axis=1)
+                deviation[a:b, :] = dev.reshape(b - a, n_cols)
+        out = out * self._out_std + self._out_mean
+        if clip:
+            np.clip(out, 0.0, 1.0, out=out)
+        return out, deviation
+
+    def upscale(self, image: np.ndarray, out_size: tuple[int, int], tile_size: int | None = None,
+                clip: bool = True) -> np.ndarray:
+        """Super-resolve an in-memory image (3, h, w) float in [0, 1] to (3, H, W).
+
+        Tiling (``tile_size`` = LR core size) gives the same result as one whole-image pass (within
+        float noise); ``clip=False`` returns the model's raw colours, which may overshoot [0, 1].
+        """
+        image = check_image(image)
+        h, w = image.shape[1:]
+        oh, ow = check_out_size(out_size)
+        out = np.empty((3, oh, ow), np.float32)
+        for tile in plan_tiles((h, w), (oh, ow), tile_size, self.halo):
+            r, c = tile.rows, tile.cols
+            proj = self.encode_bound(image[:, r.read_start:r.read_stop, c.read_start:c.read_stop])
+            out[:, r.out_start:r.out_stop, c.out_start:c.out_stop] = self.decode_window(
+                proj, (r.read_start, c.read_start), (h, w), (oh, ow),
+                (r.out_start, r.out_stop), (c.out_start, c.out_stop), clip=clip)[0]
+        return out
+
+
+def check_image(image: np.ndarray) -> np.ndarray:
+    """Validate an engine input at the boundary, saying what was expected."""
+    array = np.asarray(image)
+    if array.ndim != 3 or array.shape[0] != 3:
+        raise MlinError(f"expected an image of shape (3, h, w) (channels first, RGB), got {array.shape}.")
+    if array.shape[1] < 1 or array.shape[2] < 1:
+        raise MlinError(f"the image is empty: shape {array.shape}.")
+    array = array.astype(np.float32, copy=False)
+    if not np.all(np.isfinite(array)):
+        raise MlinError("the image holds NaN or infinite values; fill or mask them before super-resolving.")
+    return array
+
+
+def check_out_size(out_size: Any) -> tuple[int, int]:
+    try:
+        oh, ow = (int(v) for v in out_size)
+    except (TypeError, ValueError):
+        raise MlinError(f"out_size must be (height, width), got {out_size!r}.") from None
+    if oh < 1 or ow < 1:
+        raise MlinError(f"out_size must be positive, got {(oh, ow)}.")
+    return oh, ow

@@ -1,0 +1,524 @@
+"""The `sr` pipeline: super-resolve a georeferenced raster into a GeoTIFF, tile by tile.
+
+Used by the CLI (`python -m mlin_qgis sr`), the Processing algorithm and the zoom dialog. Steps:
+validate the request (input, output, scale, model card, disk space), compute band statistics once
+(see normalise.py), then for each halo tile (see tiling.py) read the LR window, run the model, map
+back to the input's data type, re-apply nodata/alpha/mask at the output grid (nearest) and write
+the output window. The output goes to a hidden temporary file beside the target and is renamed
+only on success; any failure or cancel removes it.
+
+Output georeferencing: the input's geotransform with pixel size and rotation terms divided by the
+effective scale per axis (``sx = W_out / W``, ``sy = H_out / H``: ``gt[1]/sx, gt[2]/sy, gt[4]/sx,
+gt[5]/sy``, origin unchanged), so the output covers exactly the input's footprint; same CRS.
+"""
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+from osgeo import gdal
+
+from . import raster_io
+from .card import ModelCard
+from .engine import CPU, CUDA, SuperResolver, cuda_offered
+from .errors import MlinCancelled, MlinError
+from .models import resolve_model
+from .normalise import BandStats, StatsConfig, avoid_value, band_stats, dtype_info, from_unit, to_unit
+from .raster_io import BandPlan, RasterInfo
+from .tiling import Tile, nearest_index, output_size, plan_tiles
+
+ProgressFn = Callable[[float, str], None]
+CancelFn = Callable[[], bool]
+
+# Size estimate: uncompressed bytes divided by this factor. Measured: the official LIIF model's x4
+# output of a 100x100 OSBS_029 crop (uint8 RGB, ZSTD + predictor 2) compresses 1.38x; smoother
+# outputs (larger scales) compress more. 1.25 over-estimates the size on purpose, so that the
+# free-space check refuses a run that would fill the disk rather than letting it fail half-way.
+COMPRESSION_FACTOR = 1.25
+# Fixed overhead per file (headers, tile index) added to the estimate.
+FILE_OVERHEAD_BYTES = 1 << 20
+# Output megapixels per second per band group, used by estimate() until a run in this process has
+# measured it (see measured_throughput). CPU: the official LIIF model (EDSR-baseline + 256-wide MLP,
+# local ensemble) measured 0.009 Mpx/s at x4 on 2 shared cores (the decoder is ~75 % of the time);
+# a free 8-core desktop is several times faster, so this errs long. CUDA: not measured yet (a guess).
+DEFAULT_MPX_PER_S = {CPU: 0.01, CUDA: 5.0}
+# Default LR tile core per provider; shrunk at large scales so one output window stays ~2048 px.
+DEFAULT_TILE = {CPU: 256, CUDA: 512}
+MAX_OUT_WINDOW = 2048
+
+_measured: dict[tuple[str, str], float] = {}
+_FLOAT32 = dtype_info(gdal.GDT_Float32)
+
+
+@dataclass
+class SuperResolveRequest:
+    """One `sr` run (see docs/ARCHITECTURE.md); ``all_bands`` and ``threads`` are extensions."""
+
+    input_path: str | os.PathLike
+    output_path: str | os.PathLike
+    scale: float
+    model: str | os.PathLike | None = None
+    bands: Sequence[int] | None = None
+    tile_size: int | None = None
+    device: str = "auto"
+    weights_map_path: str | os.PathLike | None = None
+    cog: bool = False
+    all_bands: bool = False
+    threads: int | None = None
+
+
+@dataclass
+class SuperResolveResult:
+    output_path: Path
+    provider: str
+    width: int
+    height: int
+    scale_x: float
+    scale_y: float
+    seconds: float
+    mpx_per_s: float
+    warnings: list[str] = field(default_factory=list)
+    weights_map_path: Path | None = None
+    model: str = ""
+    tiles: int = 0
+
+
+@dataclass
+class Estimate:
+    """Output size in pixels, estimated bytes on disk and estimated seconds (for the dialog)."""
+
+    width: int
+    height: int
+    bytes: int
+    seconds: float
+
+
+# -- validation ---------------------------------------------------------------------------------
+def check_scale(scale: object) -> float:
+    """A finite number > 1, else MlinError."""
+    try:
+        value = float(scale)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise MlinError(f"scale must be a number greater than 1 (e.g. 2.5), got {scale!r}.") from None
+    if not math.isfinite(value) or value <= 1.0:
+        raise MlinError(f"scale must be a number greater than 1 (e.g. 2.5), got {scale!r}; "
+                        "super-resolution only enlarges.")
+    return value
+
+
+def check_scale_for_model(scale: float, card: ModelCard) -> list[str]:
+    """Refuse scales above the card's hard limit; warn above the recommended one."""
+    if scale > card.hard_max_scale:
+        raise MlinError(f"scale {scale:g} is above the hard limit x{card.hard_max_scale:g} of model "
+                        f"{card.name}; use a scale up to x{card.recommended_max_scale:g} (recommended).")
+    if scale > card.recommended_max_scale:
+        return [f"scale {scale:g} is above x{card.recommended_max_scale:g}, the largest scale recommended "
+                f"for model {card.name} (trained for x{card.trained_scale_min:g}-x{card.trained_scale_max:g}); "
+                "expect softer, less reliable detail."]
+    return []
+
+
+def check_tile_size(tile_size: object) -> int | None:
+    """None (automatic) or a whole number of LR pixels >= 1 (integral floats from GUIs accepted)."""
+    if tile_size is None:
+        return None
+    try:
+        value = float(tile_size)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not (math.isfinite(value) and value.is_integer() and value >= 1):
+        raise MlinError(f"tile size must be a whole number of LR pixels >= 1 (e.g. 256), got {tile_size!r}.")
+    return int(value)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return os.path.normcase(os.path.abspath(a)) == os.path.normcase(os.path.abspath(b))
+
+
+def check_output_path(path: str | os.PathLike, what: str, forbidden: Sequence[Path]) -> Path:
+    """A writable GeoTIFF path in an existing folder, different from the ``forbidden`` files."""
+    out = Path(path).expanduser()
+    if out.suffix.lower() not in (".tif", ".tiff"):
+        raise MlinError(f"{what} {out} must be a GeoTIFF path ending in .tif or .tiff.")
+    for other in forbidden:
+        if _same_file(out, other):
+            raise MlinError(f"{what} {out} is the same file as {other}; choose another output path "
+                            "(the input is never overwritten).")
+    folder = out.parent if str(out.parent) else Path(".")
+    if not folder.exists():
+        raise MlinError(f"the folder {folder} of the {what} does not exist; create it or choose another folder.")
+    if not folder.is_dir():
+        raise MlinError(f"{folder} is not a folder, so {out} cannot be written; choose another path.")
+    if out.is_dir():
+        raise MlinError(f"{what} {out} is a folder; give a file name ending in .tif.")
+    probe = folder / f".{out.name}.mlin-probe-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        with open(probe, "wb"):
+            pass
+    except OSError as exc:
+        raise MlinError(f"the folder {folder} is not writable ({exc.strerror or exc}); choose another folder.") from None
+    finally:
+        try:
+            probe.unlink()
+        except OSError:
+            pass
+    return out
+
+
+def estimate_bytes(width: int, height: int, bands: int, itemsize: int) -> int:
+    """Bytes on disk of a compressed GeoTIFF, conservatively (see COMPRESSION_FACTOR)."""
+    return int(width * height * bands * itemsize / COMPRESSION_FACTOR) + FILE_OVERHEAD_BYTES
+
+
+def check_free_space(folder: Path, needed: int, what: str) -> None:
+    free = shutil.disk_usage(folder).free
+    if needed > free:
+        raise MlinError(f"the {what} needs about {needed / 1e9:.2f} GB but only {free / 1e9:.2f} GB are free "
+                        f"in {folder}; free space, choose another folder, a smaller scale or a smaller region.")
+
+
+# -- statistics -----------------------------------------------------------------------------------
+def compute_stats(ds: gdal.Dataset, info: RasterInfo, plan: BandPlan,
+                  config: StatsConfig = StatsConfig()) -> dict[int, BandStats]:
+    """Per-band statistics from ONE decimated read of the whole raster (never per tile).
+
+    A raster whose decimated read finds no valid pixel is scanned at full resolution before it is
+    refused, so a few valid pixels missed by decimation do not make a valid raster fail.
+    """
+    w, h = info.width, info.height
+    f = max(1.0, max(w, h) / config.sample_side)
+    buf = (max(1, int(round(w / f))), max(1, int(round(h / f))))
+    bands = plan.data_bands
+    values = raster_io.read_bands(ds, bands, (0, 0, w, h), buf)
+    valid = raster_io.read_valid(ds, bands, (0, 0, w, h), buf)
+    ok = _valid_and_finite(values, valid, info)
+    if not ok.any() and not _any_valid_full(ds, info, bands):
+        raise MlinError(f"{info.path} has no valid pixels in bands {bands} (all nodata, transparent or "
+                        "masked); there is nothing to super-resolve.")
+    if not ok.any():  # valid pixels exist but decimation missed them: use a full read for stats
+        values = raster_io.read_bands(ds, bands, (0, 0, w, h))
+        valid = raster_io.read_valid(ds, bands, (0, 0, w, h))
+        ok = _valid_and_finite(values, valid, info)
+    return {b: band_stats(values[i], ok, info.dtype, config) for i, b in enumerate(bands)}
+
+
+def _valid_and_finite(values: np.ndarray, valid: np.ndarray | None, info: RasterInfo) -> np.ndarray:
+    ok = np.ones(values.shape[1:], bool) if valid is None else valid.copy()
+    if info.dtype.is_float:
+        ok &= np.isfinite(values).all(axis=0)
+    return ok
+
+
+def _any_valid_full(ds: gdal.Dataset, info: RasterInfo, bands: Sequence[int], rows: int = 512) -> bool:
+    for y in range(0, info.height, rows):
+        window = (0, y, info.width, min(rows, info.height - y))
+        values = raster_io.read_bands(ds, bands, window)
+        if _valid_and_finite(values, raster_io.read_valid(ds, bands, window), info).any():
+            return True
+    return False
+
+
+# -- the run ------------------------------------------------------------------------------------
+def _temp_path(target: Path) -> Path:
+    return target.with_name(f".{target.stem}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}{target.suffix}")
+
+
+def _output_nodata(info: RasterInfo, plan: BandPlan) -> list[float | None]:
+    """Nodata value of each output data band: its own; else the first chosen band's (so every band
+    of a masked pixel reads as nodata); None when no chosen band has one."""
+    own = [info.nodata[b - 1] for b in plan.data_bands]
+    first = next((v for v in own if v is not None), None)
+    return [v if v is not None else first for v in own]
+
+
+def _invalid_fill(nodata: float | None, info: RasterInfo) -> float:
+    if nodata is not None:
+        return nodata
+    return float("nan") if info.dtype.is_float else 0.0
+
+
+def _scaled_geotransform(gt: Sequence[float] | None, sx: float, sy: float) -> tuple[float, ...] | None:
+    if gt is None:
+        return None
+    return (gt[0], gt[1] / sx, gt[2] / sy, gt[3], gt[4] / sx, gt[5] / sy)
+
+
+def _set_georeferencing(ds: gdal.Dataset, info: RasterInfo, gt: tuple[float, ...] | None,
+                        sx: float, sy: float) -> None:
+    """Geotransform + CRS; or, for GCP-georeferenced inputs, the GCPs moved to the output grid
+    (pixel/line multiplied by the effective scale); nothing for plain images."""
+    if gt is not None:
+        ds.SetGeoTransform(gt)
+        if info.projection:
+            ds.SetProjection(info.projection)
+    elif info.gcps:
+        gcps = [gdal.GCP(g.GCPX, g.GCPY, g.GCPZ, g.GCPPixel * sx, g.GCPLine * sy, g.Info, g.Id)
+                for g in info.gcps]
+        ds.SetGCPs(gcps, info.gcp_projection)
+
+
+def _default_tile(provider: str, scale: float) -> int:
+    return int(max(32, min(DEFAULT_TILE.get(provider, 256), MAX_OUT_WINDOW // math.ceil(scale))))
+
+
+def _prepare_output(path: Path, info: RasterInfo, plan: BandPlan, size: tuple[int, int],
+                    gt: tuple[float, ...] | None, nodata: list[float | None], per_dataset_mask: bool,
+                    card: ModelCard, scale: float) -> gdal.Dataset:
+    out_h, out_w = size
+    groups_rgb = len(plan.groups) == 1 and len(plan.groups[0]) == 3 and \
+        [info.color_interp[b - 1] for b in plan.groups[0]] == list(raster_io.RGB_INTERP)
+    options = raster_io.gtiff_options(info.dtype, rgb=groups_rgb, alpha=plan.alpha is not None)
+    ds = raster_io.create_gtiff(path, out_w, out_h, len(plan.output_bands), info.dtype, options)
+    _set_georeferencing(ds, info, gt, out_w / info.width, out_h / info.height)
+    metadata = {k: v for k, v in info.metadata.items() if not k.startswith("TIFFTAG_")}
+    metadata.update({"MLIN_MODEL": f"{card.name} {card.version}", "MLIN_SCALE": f"{scale:g}",
+                     "MLIN_SOURCE": Path(info.path).name})
+    ds.SetMetadata(metadata)
+    for i, src in enumerate(plan.output_bands):
+        band = ds.GetRasterBand(i + 1)
+        band.SetColorInterpretation(info.color_interp[src - 1])
+        if info.descriptions[src - 1]:
+            band.SetDescription(info.descriptions[src - 1])
+        if i < len(nodata) and nodata[i] is not None:
+            band.SetNoDataValue(float(nodata[i]))
+        if info.offsets[src - 1] not in (None, 0.0):
+            band.SetOffset(info.offsets[src - 1])
+        if info.scales[src - 1] not in (None, 1.0):
+            band.SetScale(info.scales[src - 1])
+        if info.units[src - 1]:
+            band.SetUnitType(info.units[src - 1])
+    if per_dataset_mask:
+        # internal mask (GDAL < 3.9 defaults to a side-car .msk); thread-local, so nothing global changes
+        previous = gdal.GetThreadLocalConfigOption("GDAL_TIFF_INTERNAL_MASK", None)
+        gdal.SetThreadLocalConfigOption("GDAL_TIFF_INTERNAL_MASK", "YES")
+        try:
+            ds.CreateMaskBand(gdal.GMF_PER_DATASET)
+        finally:
+            gdal.SetThreadLocalConfigOption("GDAL_TIFF_INTERNAL_MASK", previous)
+    return ds
+
+
+def superresolve(request: SuperResolveRequest, progress: ProgressFn | None = None,
+                 is_cancelled: CancelFn | None = None) -> SuperResolveResult:
+    """Run one super-resolution; see the module docstring. Raises MlinError (bad input, no space,
+    bad model) or MlinCancelled, and never leaves a partial output behind."""
+    start = time.perf_counter()
+    scale = check_scale(request.scale)
+    in_path = Path(request.input_path)
+    src = raster_io.open_raster(request.input_path)
+    info = raster_io.describe(src, request.input_path)
+    out_path = check_output_path(request.output_path, "output", [in_path])
+    weights_path = None
+    if request.weights_map_path:
+        weights_path = check_output_path(request.weights_map_path, "weights map", [in_path, out_path])
+    plan = raster_io.plan_bands(info, request.bands, request.all_bands)
+    tile_size = check_tile_size(request.tile_size)
+
+    engine = SuperResolver(request.model, device=request.device, threads=request.threads)
+    warnings = check_scale_for_model(scale, engine.card)
+    if weights_path is not None and not engine.has_weights:
+        raise MlinError(f"model {engine.card.name} does not output mixing weights, so no weights map can be "
+                        "written; leave the weights map out.")
+
+    out_h, out_w = output_size((info.height, info.width), scale)
+    sy, sx = out_h / info.height, out_w / info.width
+    needed = estimate_bytes(out_w, out_h, len(plan.output_bands), info.dtype.itemsize) * (2 if request.cog else 1)
+    if weights_path is not None and weights_path.parent.resolve() == out_path.parent.resolve():
+        needed += estimate_bytes(out_w, out_h, 1, 4)
+    check_free_space(out_path.parent, needed, f"output ({out_w} x {out_h} px)")
+    if weights_path is not None and weights_path.parent.resolve() != out_path.parent.resolve():
+        check_free_space(weights_path.parent, estimate_bytes(out_w, out_h, 1, 4), "weights map")
+
+    stats = compute_stats(src, info, plan)
+    nodata = _output_nodata(info, plan)
+    masked = any(not (f & gdal.GMF_ALL_VALID) for f in (info.mask_flags[b - 1] for b in plan.data_bands)) \
+        or info.dtype.is_float
+    per_dataset_mask = plan.alpha is None and all(v is None for v in nodata) and any(
+        (info.mask_flags[b - 1] & gdal.GMF_PER_DATASET) and not (info.mask_flags[b - 1] & gdal.GMF_ALPHA)
+        for b in plan.data_bands)
+    tile_size = tile_size or _default_tile(engine.provider, scale)
+    tiles = plan_tiles((info.height, info.width), (out_h, out_w), tile_size, engine.halo)
+    gt = _scaled_geotransform(info.geotransform, sx, sy)
+
+    tmp_out, tmp_weights, tmp_cog = _temp_path(out_path), None, None
+    dst = wdst = None
+    renamed_weights = False
+    try:
+        dst = _prepare_output(tmp_out, info, plan, (out_h, out_w), gt, nodata, per_dataset_mask,
+                              engine.card, scale)
+        if weights_path is not None:
+            tmp_weights = _temp_path(weights_path)
+            wdst = raster_io.create_gtiff(tmp_weights, out_w, out_h, 1, _FLOAT32,
+                                          raster_io.gtiff_options(_FLOAT32))
+            _set_georeferencing(wdst, info, gt, sx, sy)
+            wband = wdst.GetRasterBand(1)
+            wband.SetNoDataValue(float("nan"))
+            wband.SetDescription("max |weights - area_weights| (learnt mixing vs LIIF area weights)")
+        if progress:
+            progress(0.0, f"{len(tiles)} tiles, output {out_w} x {out_h} px on {engine.provider}")
+        for k, tile in enumerate(tiles):
+            if is_cancelled is not None and is_cancelled():
+                raise MlinCancelled("cancelled by the user; the partial output was removed.")
+            _run_tile(src, info, plan, stats, engine, tile, (out_h, out_w), nodata, masked,
+                      per_dataset_mask, dst, wdst)
+            if progress:
+                progress((k + 1) / len(tiles), f"tile {k + 1}/{len(tiles)}")
+        raster_io.close(dst)
+        dst = None
+        if wdst is not None:
+            raster_io.close(wdst)
+            wdst = None
+        if is_cancelled is not None and is_cancelled():
+            raise MlinCancelled("cancelled by the user; the partial output was removed.")
+        final = tmp_out
+        if request.cog:
+            if progress:
+                progress(1.0, "writing a Cloud Optimized GeoTIFF")
+            tmp_cog = _temp_path(out_path)
+            _translate_cog(tmp_out, tmp_cog, info)
+            raster_io.remove_raster_files(tmp_out)
+            final = tmp_cog
+        if tmp_weights is not None and weights_path is not None:
+            _rename(tmp_weights, weights_path)
+            renamed_weights = True
+        _rename(final, out_path)
+    except BaseException:
+        if renamed_weights and weights_path is not None:
+            raster_io.remove_raster_files(weights_path)
+        dst = wdst = None
+        for path in (tmp_out, tmp_weights, tmp_cog):
+            if path is not None:
+                raster_io.remove_raster_files(path)
+        raise
+    seconds = time.perf_counter() - start
+    mpx = out_w * out_h / 1e6
+    _measured[(str(engine.model_dir), engine.provider)] = mpx * len(plan.groups) / max(seconds, 1e-9)
+    return SuperResolveResult(output_path=out_path, provider=engine.provider, width=out_w, height=out_h,
+                              scale_x=sx, scale_y=sy, seconds=seconds, mpx_per_s=mpx / max(seconds, 1e-9),
+                              warnings=warnings, weights_map_path=weights_path,
+                              model=f"{engine.card.name} {engine.card.version}", tiles=len(tiles))
+
+
+def _run_tile(src: gdal.Dataset, info: RasterInfo, plan: BandPlan, stats: dict[int, BandStats],
+              engine: SuperResolver, tile: Tile, out_size: tuple[int, int], nodata: list[float | None],
+              masked: bool, per_dataset_mask: bool, dst: gdal.Dataset, wdst: gdal.Dataset | None) -> None:
+    """Read one LR window, super-resolve every band group, re-mask and write the output window."""
+    h, w = info.height, info.width
+    out_h, out_w = out_size
+    r, c = tile.rows, tile.cols
+    window = tile.read_window
+    raw = raster_io.read_bands(src, plan.data_bands, window)
+    valid = raster_io.read_valid(src, plan.data_bands, window) if masked else None
+    if info.dtype.is_float:
+        finite = np.isfinite(raw).all(axis=0)
+        valid = finite if valid is None else (valid & finite)
+    index = {b: i for i, b in enumerate(plan.data_bands)}
+    outputs: list[np.ndarray] = []
+    deviation: np.ndarray | None = None
+    for group in plan.groups:
+        channels = [to_unit(raw[index[b]], stats[b], valid) for b in group]
+        image = np.stack(channels * 3 if len(group) == 1 else channels)
+        proj = engine.encode_bound(image)
+        rgb, dev = engine.decode_window(proj, (r.read_start, c.read_start), (h, w), out_size,
+                                        (r.out_start, r.out_stop), (c.out_start, c.out_stop),
+                                        clip=info.dtype.is_byte, want_deviation=wdst is not None)
+        if len(group) == 1:
+            rgb = rgb.mean(axis=0, keepdims=True)
+        outputs += [from_unit(rgb[i], stats[b], info.dtype) for i, b in enumerate(group)]
+        if dev is not None:
+            deviation = dev if deviation is None else np.maximum(deviation, dev)
+    ny = nearest_index(h, out_h, r.out_start, r.out_stop) - r.read_start
+    nx = nearest_index(w, out_w, c.out_start, c.out_stop) - c.read_start
+    out_valid = None if valid is None else valid[np.ix_(ny, nx)]
+    for i, values in enumerate(outputs):
+        if out_valid is not None:
+            if nodata[i] is not None:
+                avoid_value(values, nodata[i], info.dtype)
+            values[~out_valid] = _invalid_fill(nodata[i], info)
+    if plan.alpha is not None:
+        alpha = raster_io.read_bands(src, [plan.alpha], window)[0]
+        outputs.append(alpha[np.ix_(ny, nx)].astype(info.dtype.numpy_dtype))
+    xoff, yoff = c.out_start, r.out_start
+    raster_io.write_window(dst, np.stack(outputs), xoff, yoff)
+    if per_dataset_mask:
+        mask = np.full((r.out_size, c.out_size), 255, np.uint8) if out_valid is None else \
+            np.where(out_valid, 255, 0).astype(np.uint8)
+        mband = dst.GetRasterBand(1).GetMaskBand()
+        with raster_io.gdal_errors() as errors:
+            mband.WriteArray(mask, xoff, yoff)
+        if errors:
+            raise MlinError(f"writing the output mask failed ({'; '.join(errors)}).")
+    if wdst is not None and deviation is not None:
+        if out_valid is not None:
+            deviation = np.where(out_valid, deviation, np.float32(np.nan)).astype(np.float32)
+        raster_io.write_window(wdst, deviation[None], xoff, yoff)
+
+
+def _translate_cog(src_path: Path, dst_path: Path, info: RasterInfo) -> None:
+    with raster_io.gdal_errors() as errors:
+        try:
+            ds = gdal.Translate(str(dst_path), str(src_path), format="COG",
+                                creationOptions=raster_io.cog_options(info.dtype))
+        except RuntimeError as exc:
+            errors.append(str(exc))
+            ds = None
+        if ds is not None:
+            ds.FlushCache()
+            ds = None
+    if errors or not dst_path.exists():
+        raise MlinError(f"writing the Cloud Optimized GeoTIFF failed ({'; '.join(errors) or 'unknown error'}); "
+                        "check the free space or write a plain GeoTIFF.")
+
+
+def _rename(tmp: Path, target: Path) -> None:
+    """Move a finished temporary file (and a side-car .aux.xml) onto its target."""
+    try:
+        raster_io.remove_raster_files(target) if target.exists() else None
+        os.replace(tmp, target)
+        for side in (".aux.xml", ".msk"):
+            if Path(str(tmp) + side).exists():
+                os.replace(Path(str(tmp) + side), Path(str(target) + side))
+    except OSError as exc:
+        raise MlinError(f"cannot move the result onto {target} ({exc.strerror or exc}); is it open elsewhere?") from None
+
+
+# -- estimates ----------------------------------------------------------------------------------
+def measured_throughput(model_dir: Path, provider: str) -> float | None:
+    """Output Mpx/s (per band group) of the last run in this process with that model and provider."""
+    return _measured.get((str(model_dir), provider))
+
+
+def estimate(input_path: str | os.PathLike, scale: float, model: str | os.PathLike | None = None,
+             bands: Sequence[int] | None = None, all_bands: bool = False) -> Estimate:
+    """Output size, bytes on disk (see COMPRESSION_FACTOR) and seconds, without running a model.
+
+    Seconds come from the throughput measured by the last run in this process for the same model
+    and provider, else from DEFAULT_MPX_PER_S (CUDA assumed when onnxruntime offers it).
+    """
+    scale = check_scale(scale)
+    ds = raster_io.open_raster(input_path)
+    info = raster_io.describe(ds, input_path)
+    plan = raster_io.plan_bands(info, bands, all_bands)
+    out_h, out_w = output_size((info.height, info.width), scale)
+    size = estimate_bytes(out_w, out_h, len(plan.output_bands), info.dtype.itemsize)
+    provider = CUDA if cuda_offered() else CPU
+    rate = None
+    try:
+        rate = measured_throughput(resolve_model(model), provider)
+    except MlinError:
+        pass
+    rate = rate or DEFAULT_MPX_PER_S[provider]
+    seconds = out_w * out_h / 1e6 * len(plan.groups) / rate
+    return Estimate(width=out_w, height=out_h, bytes=size, seconds=seconds)
