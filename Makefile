@@ -36,3 +36,41 @@ export-liif: setup
 
 clean:
 	rm -rf build .pytest_cache
+
+## ---- QGIS plugin: build, package, install, and run it with real qgis_process -------------------
+# build/mlin_qgis/ is the plugin folder QGIS expects: the package (without __pycache__), plus
+# metadata.txt, resources/, models/ (mlin_qgis/core/models.py looks in <package>/models) and LICENSE.
+PLUGIN_BUILD ?= build
+PLUGIN_DIR := $(PLUGIN_BUILD)/mlin_qgis
+QGIS_PLUGINS_DIR ?= $(HOME)/.local/share/QGIS/QGIS3/profiles/default/python/plugins
+
+plugin:
+	@rm -rf $(PLUGIN_DIR) && mkdir -p $(PLUGIN_DIR)
+	@tar -C mlin_qgis --exclude=__pycache__ --exclude='*.pyc' -cf - . | tar -C $(PLUGIN_DIR) -xf -
+	@cp metadata.txt $(PLUGIN_DIR)/
+	@tar --exclude=__pycache__ -cf - resources $$([ -d models ] && echo models) | tar -C $(PLUGIN_DIR) -xf -
+	@for f in LICENSE LICENSE.txt LICENSE.md README.md; do [ -f $$f ] && cp $$f $(PLUGIN_DIR)/ || true; done
+	@[ -f $(PLUGIN_DIR)/LICENSE ] || echo "plugin: warning: no LICENSE file at the repository root (plugins.qgis.org requires one)" >&2
+	@echo "plugin: $(abspath $(PLUGIN_DIR)) ($$(ls $(PLUGIN_DIR)/models 2>/dev/null | wc -l) model(s))"
+
+zip: plugin
+	@rm -f $(PLUGIN_BUILD)/mlin_qgis.zip
+	@cd $(PLUGIN_BUILD) && python3 -m zipfile -c mlin_qgis.zip mlin_qgis
+	@echo "zip: $(abspath $(PLUGIN_BUILD))/mlin_qgis.zip (install with Plugins > Manage and Install Plugins > Install from ZIP)"
+
+deploy: plugin
+	@mkdir -p $(QGIS_PLUGINS_DIR)
+	@rm -rf $(QGIS_PLUGINS_DIR)/mlin_qgis
+	@cp -r $(PLUGIN_DIR) $(QGIS_PLUGINS_DIR)/mlin_qgis
+	@echo "deploy: $(QGIS_PLUGINS_DIR)/mlin_qgis (restart QGIS, then enable it in Plugins > Manage and Install Plugins)"
+
+## make qgis_process ARGS='run mlin:superresolve -- INPUT=in.tif SCALE=2.5 OUTPUT=out.tif'
+# make itself exits 2 on any failure; its "Error N" line shows qgis_process's own exit code N
+# (call scripts/qgis_process.sh directly to get N as the exit status).
+qgis_process: setup plugin
+	@MLIN_PLUGIN_BUILD=$(PLUGIN_BUILD) bash scripts/qgis_process.sh $(ARGS)
+
+## make batch IN=folder OUT=folder SCALE=2.5 [MODEL=0] [MODEL_FILE=x/encoder.onnx] [DEVICE=0|1|2] [TILE_SIZE=256]
+batch: setup plugin
+	@MLIN_PLUGIN_BUILD=$(PLUGIN_BUILD) MODEL="$(MODEL)" MODEL_FILE="$(MODEL_FILE)" DEVICE="$(DEVICE)" \
+	  TILE_SIZE="$(TILE_SIZE)" bash scripts/batch.sh "$(IN)" "$(OUT)" "$(SCALE)"

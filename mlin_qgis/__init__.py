@@ -1,0 +1,21 @@
+"""mlin-qgis: arbitrary-scale raster super-resolution (MLIN) for QGIS, with a torch-free core.
+
+This file is both the Python package and the QGIS plugin entry point. QGIS calls
+:func:`classFactory`; the import of :mod:`mlin_qgis.plugin` (and so of ``qgis``) happens inside it,
+so that ``import mlin_qgis.core`` and ``python -m mlin_qgis`` work on machines without QGIS.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover - typing only, never imported at run time
+    from .plugin import MlinPlugin
+
+__version__ = "0.1.0"  # keep equal to metadata.txt's version (tests/test_plugin_load.py checks it)
+
+
+def classFactory(iface: Any) -> "MlinPlugin":  # noqa: N802 - name imposed by QGIS
+    """Create the plugin for QGIS; ``iface`` is the QgisInterface (None in qgis_process)."""
+    from .plugin import MlinPlugin
+
+    return MlinPlugin(iface)

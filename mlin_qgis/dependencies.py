@@ -1,0 +1,135 @@
+"""Optional Python dependencies of the plugin, and the exact command that installs them into QGIS's Python.
+
+QGIS runs its own Python interpreter, so "pip install onnxruntime" in some other environment does not
+help: the message has to name *that* interpreter. We never install anything ourselves (a plugin that
+runs pip behind the user's back can break QGIS's Python); we only say what to run.
+
+No ``qgis`` import at module level: the command builders are plain Python and are unit-tested
+without QGIS; only :func:`warn_if_onnxruntime_missing` touches the GUI.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import sys
+import sysconfig
+from pathlib import Path
+from typing import Any, Optional
+
+MESSAGE_TAG = "MLIN"  # QgsMessageLog tag and message-bar title
+
+# numpy<2 keeps pip from replacing the numpy that Debian's/OSGeo4W's GDAL bindings were built against.
+RUNTIME_PACKAGES = ("onnxruntime", '"numpy<2"')
+GPU_RUNTIME_PACKAGES = ("onnxruntime-gpu", '"numpy<2"')
+
+
+def onnxruntime_available() -> bool:
+    """True when the ``onnxruntime`` module can be found, without importing it (keeps plugin load fast)."""
+    try:
+        return importlib.util.find_spec("onnxruntime") is not None
+    except (ImportError, ValueError):  # a broken half-installed package
+        return False
+
+
+def qgis_python() -> str:
+    """Path of the Python interpreter that matches the one QGIS embeds.
+
+    Inside QGIS ``sys.executable`` is often the QGIS binary itself, so fall back to the interpreter
+    that lives in the embedded Python's prefix.
+    """
+    exe = Path(sys.executable) if sys.executable else None
+    if exe is not None and exe.name.lower().startswith("python"):
+        return str(exe)
+    if os.name == "nt":
+        return str(Path(sys.exec_prefix) / "python.exe")
+    version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    for candidate in (Path(sys.exec_prefix) / "bin" / version, Path(sys.exec_prefix) / "bin" / "python3"):
+        if candidate.exists():
+            return str(candidate)
+    return shutil.which("python3") or "python3"
+
+
+def _externally_managed() -> bool:
+    """PEP 668: Debian 12+/Ubuntu 23.04+ mark the system Python; pip then needs --break-system-packages."""
+    stdlib = sysconfig.get_path("stdlib")
+    return bool(stdlib) and (Path(stdlib) / "EXTERNALLY-MANAGED").exists()
+
+
+def pip_install_command(*packages: str) -> str:
+    """The exact command that installs ``packages`` into the Python QGIS runs (user site, no root)."""
+    names = " ".join(packages)
+    if os.name == "nt":  # OSGeo4W / standalone installer: run from the "OSGeo4W Shell"
+        return f"python -m pip install {names}"
+    flags = "--user"
+    if _externally_managed():
+        flags += " --break-system-packages"
+    return f"{qgis_python()} -m pip install {flags} {names}"
+
+
+def onnxruntime_install_text() -> str:
+    """The full user-facing explanation of what to install, for the message bar, dialogs and errors."""
+    cpu = pip_install_command(*RUNTIME_PACKAGES)
+    gpu = pip_install_command(*GPU_RUNTIME_PACKAGES)
+    where = "in the OSGeo4W Shell" if os.name == "nt" else "in a terminal"
+    return (
+        "MLIN Super-Resolution needs the Python package 'onnxruntime' in QGIS's Python, and it is not "
+        f"installed. Run {where}:\n\n    {cpu}\n\n"
+        f"(for an NVIDIA GPU with CUDA use instead:  {gpu}  — install one of the two, not both), "
+        "then restart QGIS."
+    )
+
+
+def torch_install_text(missing: str = "torch") -> str:
+    """What to install for the model export (PyTorch side), which the runtime plugin never needs."""
+    if missing == "torch":
+        cmd = (pip_install_command("torch") + " --index-url https://download.pytorch.org/whl/cpu"
+               + "\n    " + pip_install_command("onnx", '"numpy<2"'))
+    else:
+        cmd = pip_install_command(missing, '"numpy<2"')
+    return (
+        f"Exporting a checkpoint to ONNX needs the Python package '{missing}', which is not installed in "
+        f"QGIS's Python. Run in a terminal:\n\n    {cmd}\n\nthen restart QGIS. (Running models does not "
+        "need it; only the export does. Alternatively run `python -m mlin_qgis export` in the project's "
+        "virtual environment.)"
+    )
+
+
+def warn_if_onnxruntime_missing(iface: Optional[Any]) -> bool:
+    """Show ONE message when onnxruntime is missing; return True if it was missing.
+
+    With a GUI: a persistent message-bar item with a button that opens the full command in a dialog
+    (selectable text). Without one (qgis_process): only the QGIS message log; the algorithm itself
+    raises the same text when run.
+    """
+    if onnxruntime_available():
+        return False
+    from qgis.core import Qgis, QgsMessageLog
+
+    text = onnxruntime_install_text()
+    QgsMessageLog.logMessage(text, MESSAGE_TAG, Qgis.Warning)
+    if iface is None:
+        return True
+    from qgis.PyQt.QtWidgets import QPushButton
+
+    bar = iface.messageBar()
+    item = bar.createMessage(MESSAGE_TAG, "onnxruntime is not installed in QGIS's Python: the plugin cannot run models yet.")
+    button = QPushButton("How to install…", item)
+
+    def show_details() -> None:
+        install_details_box(text, iface.mainWindow()).exec_()
+
+    button.clicked.connect(show_details)
+    item.layout().addWidget(button)
+    bar.pushWidget(item, Qgis.Warning, 0)
+    return True
+
+
+def install_details_box(text: str, parent: Any = None) -> Any:
+    """A message box whose text (the install command) can be selected and copied."""
+    from qgis.PyQt.QtCore import Qt
+    from qgis.PyQt.QtWidgets import QMessageBox
+
+    box = QMessageBox(QMessageBox.Warning, "MLIN: onnxruntime missing", text, QMessageBox.Ok, parent)
+    box.setTextInteractionFlags(Qt.TextSelectableByMouse)
+    return box

@@ -1,0 +1,1 @@
+"""QGIS desktop glue: the zoom dialog and the background task that runs the core pipeline."""

@@ -1,0 +1,89 @@
+"""Background run of the core pipeline for the zoom dialog, as a cancellable QgsTask.
+
+QGIS's task manager runs :meth:`SuperResolveTask.run` in a worker thread (so the UI stays live and
+the task shows in the status bar) and :meth:`finished` back in the main thread, which is the only
+place allowed to touch the project.
+"""
+from __future__ import annotations
+
+import traceback
+from typing import Any, Optional
+
+from qgis.core import Qgis, QgsMessageLog, QgsProject, QgsRasterLayer, QgsTask
+from qgis.PyQt.QtCore import pyqtSignal
+
+from .. import dependencies
+
+
+class SuperResolveTask(QgsTask):
+    """Runs ``pipeline.superresolve(request)``; on success adds the output layer to ``project``."""
+
+    # Emitted from the worker thread; Qt queues it to the dialog's thread.
+    message = pyqtSignal(str)
+    # Emitted in the main thread when everything is done: (success, text for the user).
+    done = pyqtSignal(bool, str)
+
+    def __init__(self, request: Any, layer_name: str, project: Optional[QgsProject] = None,
+                 add_to_project: bool = True, description: str = "") -> None:
+        super().__init__(description or f"MLIN super-resolution ×{request.scale:g}", QgsTask.CanCancel)
+        self.request = request
+        self.layer_name = layer_name
+        self.project = project or QgsProject.instance()
+        self.add_to_project = add_to_project  # False for the dialog's preview runs
+        self.result: Optional[Any] = None
+        self.error: Optional[str] = None
+        self.cancelled_by_user = False
+        self.layer: Optional[QgsRasterLayer] = None
+
+    def _progress(self, fraction: float, text: str = "") -> None:
+        self.setProgress(100.0 * max(0.0, min(1.0, float(fraction))))
+        if text:
+            self.message.emit(text)
+
+    def run(self) -> bool:
+        """Worker thread: no GUI, no project access; every failure becomes ``self.error``."""
+        try:
+            from ..core import pipeline
+            from ..core.errors import MlinCancelled, MlinError
+        except ImportError as exc:
+            if getattr(exc, "name", "") == "onnxruntime":
+                self.error = dependencies.onnxruntime_install_text()
+                return False
+            self.error = f"The plugin is incomplete ({exc}); reinstall it."
+            return False
+        if not dependencies.onnxruntime_available():
+            self.error = dependencies.onnxruntime_install_text()
+            return False
+        try:
+            self.result = pipeline.superresolve(self.request, progress=self._progress, is_cancelled=self.isCanceled)
+            return True
+        except MlinCancelled:
+            self.cancelled_by_user = True
+            return False
+        except MlinError as exc:
+            self.error = str(exc)
+            return False
+        except Exception:  # noqa: BLE001 - a bug must reach the user and the log, not kill the thread
+            self.error = "Unexpected error (please report it):\n" + traceback.format_exc()
+            QgsMessageLog.logMessage(self.error, dependencies.MESSAGE_TAG, Qgis.Critical)
+            return False
+
+    def finished(self, ok: bool) -> None:  # noqa: D401 - QGIS API
+        """Main thread: load the result, or report why there is none."""
+        if ok and self.result is not None and not self.add_to_project:
+            self.done.emit(True, f"Preview ready ({self.result.seconds:.1f} s, {self.result.provider}).")
+            return
+        if ok and self.result is not None:
+            layer = QgsRasterLayer(str(self.result.output_path), self.layer_name, "gdal")
+            if layer.isValid():
+                self.project.addMapLayer(layer)
+                self.layer = layer
+                r = self.result
+                self.done.emit(True, f"Done: {r.width} × {r.height} px in {r.seconds:.1f} s "
+                                     f"({r.mpx_per_s:.2g} Mpx/s, {r.provider}). Added layer '{self.layer_name}'.")
+                return
+            self.error = f"The output {self.result.output_path} was written but QGIS cannot open it."
+        if self.cancelled_by_user or (self.isCanceled() and not self.error):
+            self.done.emit(False, "Cancelled; no output was written.")
+        else:
+            self.done.emit(False, self.error or "The task was stopped.")

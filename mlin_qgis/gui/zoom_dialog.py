@@ -1,0 +1,472 @@
+"""The zoom dialog: pick a raster, drag a zoom factor, see the size/time estimate and a preview, run.
+
+Everything numerical happens in mlin_qgis.core: the estimate is ``pipeline.estimate`` and both the
+preview and the run are ``pipeline.superresolve`` (the preview on a small virtual window of the
+input, so it shows exactly what the full run will produce, data-type mapping and masks included).
+This module only arranges widgets, runs tasks and asks QGIS's renderer to draw the results; the
+bicubic pane is QGIS's own cubic resampler drawing the same window at the same size.
+"""
+from __future__ import annotations
+
+import math
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Optional, Tuple
+
+from qgis.core import (
+    QgsApplication,
+    QgsCoordinateTransform,
+    QgsCubicRasterResampler,
+    QgsMapLayerProxyModel,
+    QgsMapRendererSequentialJob,
+    QgsMapSettings,
+    QgsPointXY,
+    QgsProcessingUtils,
+    QgsProject,
+    QgsRasterLayer,
+)
+from qgis.gui import QgsFileWidget, QgsMapLayerComboBox
+from qgis.PyQt.QtCore import QSize, Qt, QTimer
+from qgis.PyQt.QtGui import QColor, QImage, QPixmap
+from qgis.PyQt.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLayout,
+    QProgressBar,
+    QPushButton,
+    QSlider,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .. import dependencies
+from ..processing.superresolve_algorithm import (
+    DEVICES,
+    FALLBACK_MAX_SCALE,
+    output_layer_name,
+    raster_file_path,
+    shipped_models,
+)
+from .task import SuperResolveTask
+
+MIN_ZOOM = 1.1
+SLIDER_STEPS_PER_UNIT = 10  # slider ints = scale * 10 (0.1 steps)
+PREVIEW_OUT_PX = 160  # side of the preview output; the LR window is PREVIEW_OUT_PX / scale
+PREVIEW_LR_MIN, PREVIEW_LR_MAX = 8, 48
+PANE_PX = 192  # side of each preview pane on screen
+
+
+def human_bytes(n: float) -> str:
+    """1536 -> '1.5 KB' (decimal units, as file managers show)."""
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000.0
+    return f"{n:.1f} TB"
+
+
+def human_seconds(s: float) -> str:
+    """Rounded duration for a UI label."""
+    if s < 1:
+        return "< 1 s"
+    if s < 90:
+        return f"{s:.0f} s"
+    if s < 5400:
+        return f"{s / 60:.0f} min"
+    return f"{s / 3600:.1f} h"
+
+
+def preview_window(width: int, height: int, centre: Tuple[float, float], scale: float) -> Tuple[int, int, int, int]:
+    """(xoff, yoff, xsize, ysize) of the LR window previewed around ``centre`` (col, row), inside the raster."""
+    side = int(min(PREVIEW_LR_MAX, max(PREVIEW_LR_MIN, math.ceil(PREVIEW_OUT_PX / scale))))
+    xs, ys = min(side, width), min(side, height)
+    x0 = int(round(centre[0] - xs / 2))
+    y0 = int(round(centre[1] - ys / 2))
+    return max(0, min(width - xs, x0)), max(0, min(height - ys, y0)), xs, ys
+
+
+def render_layer(layer: QgsRasterLayer, size: QSize) -> QImage:
+    """Draw a raster layer's full extent into an image of ``size`` with QGIS's renderer."""
+    settings = QgsMapSettings()
+    settings.setLayers([layer])
+    settings.setDestinationCrs(layer.crs())
+    settings.setOutputSize(size)
+    settings.setExtent(layer.extent())
+    settings.setBackgroundColor(QColor(255, 255, 255))
+    job = QgsMapRendererSequentialJob(settings)
+    job.start()
+    job.waitForFinished()
+    return job.renderedImage()
+
+
+class ZoomDialog(QDialog):
+    """Super-resolve the chosen raster layer by a chosen zoom; results are added to the project."""
+
+    def __init__(self, iface: Optional[Any] = None, parent: Optional[QWidget] = None,
+                 project: Optional[QgsProject] = None) -> None:
+        super().__init__(parent)
+        self.iface = iface
+        self.project = project or QgsProject.instance()
+        self.task: Optional[SuperResolveTask] = None
+        self.preview_task: Optional[SuperResolveTask] = None
+        self.preview_dir: Optional[Path] = None
+        self.preview_images: Tuple[Optional[QImage], Optional[QImage]] = (None, None)
+        self.last_message = ""
+        self.setWindowTitle("MLIN Super-Resolution")
+        self.setMinimumWidth(480)
+        self.setObjectName("MlinZoomDialog")
+        self._build()
+        self._estimate_timer = QTimer(self)
+        self._estimate_timer.setSingleShot(True)
+        self._estimate_timer.setInterval(120)  # do not open the raster on every slider tick
+        self._estimate_timer.timeout.connect(self.update_estimate)
+        self._on_model_changed()
+        self.select_active_layer()
+        self.update_estimate()
+
+    # -- construction ---------------------------------------------------------------------------------
+    def _build(self) -> None:
+        form = QFormLayout()
+        self.layer_combo = QgsMapLayerComboBox(self)
+        self.layer_combo.setFilters(QgsMapLayerProxyModel.RasterLayer)
+        self.layer_combo.layerChanged.connect(self._settings_changed)
+        form.addRow("Raster layer", self.layer_combo)
+
+        self.model_combo = QComboBox(self)
+        for entry in shipped_models():
+            self.model_combo.addItem(entry.name, str(entry.path))
+            self.model_combo.setItemData(self.model_combo.count() - 1, entry.card.description, Qt.ToolTipRole)
+        if self.model_combo.count() == 0:
+            self.model_combo.addItem("(no model installed)", None)
+        self.model_combo.currentIndexChanged.connect(self._on_model_changed)
+        self.device_combo = QComboBox(self)
+        self.device_combo.addItems(list(DEVICES))
+        model_row = QHBoxLayout()
+        model_row.addWidget(self.model_combo, 1)
+        model_row.addWidget(QLabel("Device"))
+        model_row.addWidget(self.device_combo)
+        form.addRow("Model", model_row)
+
+        self.slider = QSlider(Qt.Horizontal, self)
+        self.slider.setSingleStep(1)
+        self.slider.setPageStep(SLIDER_STEPS_PER_UNIT)
+        self.spin = QDoubleSpinBox(self)
+        self.spin.setDecimals(2)
+        self.spin.setSingleStep(0.1)
+        self.spin.setPrefix("×")
+        self.slider.valueChanged.connect(self._slider_moved)
+        self.spin.valueChanged.connect(self._spin_changed)
+        zoom_row = QHBoxLayout()
+        zoom_row.addWidget(self.slider, 1)
+        zoom_row.addWidget(self.spin)
+        form.addRow("Zoom", zoom_row)
+
+        self.output_widget = QgsFileWidget(self)
+        self.output_widget.setStorageMode(QgsFileWidget.SaveFile)
+        self.output_widget.setFilter("GeoTIFF (*.tif *.tiff)")
+        self.output_widget.lineEdit().setPlaceholderText("[Save to temporary file]")
+        form.addRow("Output", self.output_widget)
+
+        self.estimate_label = QLabel(self)
+        self.estimate_label.setObjectName("estimateLabel")
+        self.estimate_label.setWordWrap(True)
+        form.addRow("", self.estimate_label)
+
+        preview_box = QGroupBox("Preview", self)
+        grid = QGridLayout(preview_box)
+        self.preview_button = QPushButton("Preview", preview_box)
+        self.preview_button.clicked.connect(self.start_preview)
+        self.preview_info = QLabel("", preview_box)
+        self.preview_info.setWordWrap(True)
+        self.bicubic_pane = QLabel(preview_box)
+        self.sr_pane = QLabel(preview_box)
+        for pane in (self.bicubic_pane, self.sr_pane):
+            pane.setFixedSize(PANE_PX, PANE_PX)
+            pane.setAlignment(Qt.AlignCenter)
+            pane.setStyleSheet("background: #f0f0f0; border: 1px solid #c0c0c0;")
+        grid.addWidget(self.preview_button, 0, 0)
+        grid.addWidget(self.preview_info, 1, 0, 1, 2)
+        grid.addWidget(QLabel("Bicubic"), 2, 0, Qt.AlignHCenter)
+        grid.addWidget(QLabel("MLIN"), 2, 1, Qt.AlignHCenter)
+        grid.addWidget(self.bicubic_pane, 3, 0)
+        grid.addWidget(self.sr_pane, 3, 1)
+
+        self.progress = QProgressBar(self)
+        self.progress.setRange(0, 100)
+        self.progress.setValue(0)
+        self.status_label = QLabel(self)
+        self.status_label.setObjectName("statusLabel")
+        self.status_label.setWordWrap(True)
+        self.status_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+
+        self.run_button = QPushButton("Run", self)
+        self.run_button.setDefault(True)
+        self.run_button.clicked.connect(self.start_run)
+        self.cancel_button = QPushButton("Close", self)
+        self.cancel_button.clicked.connect(self.cancel_or_close)
+        buttons = QHBoxLayout()
+        buttons.addStretch(1)
+        buttons.addWidget(self.run_button)
+        buttons.addWidget(self.cancel_button)
+
+        layout = QVBoxLayout(self)
+        layout.setSizeConstraint(QLayout.SetMinimumSize)  # grow with wrapped status texts, never clip panes
+        layout.addLayout(form)
+        layout.addWidget(preview_box)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status_label)
+        layout.addLayout(buttons)
+        self.device_combo.currentIndexChanged.connect(self._settings_changed)
+        if not dependencies.onnxruntime_available():
+            self.status_label.setText(dependencies.onnxruntime_install_text())
+
+    # -- state --------------------------------------------------------------------------------------
+    def current_card(self) -> Optional[Any]:
+        entries = shipped_models()
+        index = self.model_combo.currentIndex()
+        return entries[index].card if 0 <= index < len(entries) else None
+
+    def model_path(self) -> Optional[str]:
+        return self.model_combo.currentData()
+
+    def scale(self) -> float:
+        return float(self.spin.value())
+
+    def set_scale(self, value: float) -> None:
+        self.spin.setValue(value)
+
+    def layer(self) -> Optional[QgsRasterLayer]:
+        layer = self.layer_combo.currentLayer()
+        return layer if isinstance(layer, QgsRasterLayer) else None
+
+    def input_path(self) -> Optional[str]:
+        layer = self.layer()
+        return raster_file_path(layer) if layer is not None else None
+
+    def select_active_layer(self) -> None:
+        """Default to the layer the user is working on (active layer) when it is a raster."""
+        if self.iface is None:
+            return
+        active = self.iface.activeLayer()
+        if isinstance(active, QgsRasterLayer):
+            self.layer_combo.setLayer(active)
+
+    def _on_model_changed(self) -> None:
+        """Zoom range follows the model: ×1.1 to its hard limit (fallback ×16)."""
+        card = self.current_card()
+        hard = float(card.hard_max_scale) if card is not None else FALLBACK_MAX_SCALE
+        top = math.floor(hard * SLIDER_STEPS_PER_UNIT) / SLIDER_STEPS_PER_UNIT
+        current = self.spin.value() if self.spin.value() >= MIN_ZOOM else 2.0
+        self.spin.blockSignals(True)
+        self.slider.blockSignals(True)
+        self.spin.setRange(MIN_ZOOM, top)
+        self.slider.setRange(int(round(MIN_ZOOM * SLIDER_STEPS_PER_UNIT)), int(round(top * SLIDER_STEPS_PER_UNIT)))
+        self.spin.setValue(min(current, top))
+        self.slider.setValue(int(round(self.spin.value() * SLIDER_STEPS_PER_UNIT)))
+        self.spin.blockSignals(False)
+        self.slider.blockSignals(False)
+        self._settings_changed()
+
+    def _slider_moved(self, value: int) -> None:
+        self.spin.blockSignals(True)
+        self.spin.setValue(value / SLIDER_STEPS_PER_UNIT)
+        self.spin.blockSignals(False)
+        self._settings_changed()
+
+    def _spin_changed(self, value: float) -> None:
+        self.slider.blockSignals(True)
+        self.slider.setValue(int(round(value * SLIDER_STEPS_PER_UNIT)))
+        self.slider.blockSignals(False)
+        self._settings_changed()
+
+    def _settings_changed(self, *args: Any) -> None:
+        self._estimate_timer.start()
+
+    def update_estimate(self) -> None:
+        """Output size, file size and time from pipeline.estimate, plus a warning above the recommended zoom."""
+        from ..core import pipeline
+        from ..core.errors import MlinError
+
+        layer, path = self.layer(), self.input_path()
+        if layer is None:
+            self.estimate_label.setText("Choose a raster layer.")
+            self.run_button.setEnabled(False)
+            return
+        if path is None:
+            self.estimate_label.setText(f"Layer '{layer.name()}' is not a file-based raster; save it as "
+                                        "GeoTIFF first.")
+            self.run_button.setEnabled(False)
+            return
+        try:
+            est = pipeline.estimate(path, self.scale(), self.model_path())
+        except MlinError as exc:
+            self.estimate_label.setText(str(exc))
+            self.run_button.setEnabled(False)
+            return
+        text = (f"Output {est.width} × {est.height} px · about {human_bytes(est.bytes)} · "
+                f"about {human_seconds(est.seconds)}")
+        card = self.current_card()
+        if card is not None and self.scale() > card.recommended_max_scale:
+            text += (f"<br><span style='color:#a05a00'>Above ×{card.recommended_max_scale:g}, the largest zoom "
+                     f"recommended for {card.name}: expect softer detail.</span>")
+        self.estimate_label.setText(text)
+        self.run_button.setEnabled(self.task is None and self.model_path() is not None)
+
+    # -- the run ------------------------------------------------------------------------------------
+    def output_path(self, layer_name: str) -> str:
+        """The chosen path, or a new file in QGIS's processing temp folder."""
+        chosen = self.output_widget.filePath().strip()
+        if chosen:
+            return chosen if chosen.lower().endswith((".tif", ".tiff")) else chosen + ".tif"
+        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", layer_name).strip("_") or "raster"
+        return QgsProcessingUtils.generateTempFilename(f"{safe}_x{self.scale():g}_mlin.tif")
+
+    def _request(self, input_path: str, output_path: str) -> Any:
+        from ..core.pipeline import SuperResolveRequest
+
+        return SuperResolveRequest(input_path=input_path, output_path=output_path, scale=self.scale(),
+                                   model=self.model_path(), device=self.device_combo.currentText())
+
+    def start_run(self) -> Optional[SuperResolveTask]:
+        """Queue the full run as a QgsTask; the result layer is added to the project when it ends."""
+        layer, path = self.layer(), self.input_path()
+        if layer is None or path is None or self.task is not None:
+            return None
+        request = self._request(path, self.output_path(layer.name()))
+        self.task = SuperResolveTask(request, output_layer_name(layer.name(), self.scale()), self.project)
+        self.task.progressChanged.connect(lambda p: self.progress.setValue(int(p)))
+        self.task.message.connect(self._task_message)
+        self.task.done.connect(self._run_done)
+        self.progress.setValue(0)
+        self.status_label.setText(f"Running: {request.output_path}")
+        self.run_button.setEnabled(False)
+        self.cancel_button.setText("Cancel")
+        QgsApplication.taskManager().addTask(self.task)
+        return self.task
+
+    def _task_message(self, text: str) -> None:
+        self.last_message = text
+        self.status_label.setText(text)
+
+    def _fit_height(self) -> None:
+        """Grow (never shrink) the window when wrapped texts need more room."""
+        needed = self.sizeHint().height()
+        if self.height() < needed:
+            self.resize(self.width(), needed)
+
+    def _run_done(self, ok: bool, text: str) -> None:
+        self.task = None  # QGIS deletes finished tasks; never touch it again
+        self.status_label.setText(text)
+        if ok:
+            self.progress.setValue(100)
+        self.cancel_button.setText("Close")
+        self.update_estimate()
+        self._fit_height()
+
+    def cancel_or_close(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            self.status_label.setText("Cancelling…")
+        else:
+            self.close()
+
+    # -- the preview --------------------------------------------------------------------------------
+    def preview_centre(self, layer: QgsRasterLayer) -> Tuple[float, float]:
+        """(col, row) of the map canvas centre in the raster when it falls inside, else the raster centre."""
+        centre = (layer.width() / 2.0, layer.height() / 2.0)
+        if self.iface is None or layer.rasterUnitsPerPixelX() <= 0 or layer.rasterUnitsPerPixelY() <= 0:
+            return centre
+        canvas = self.iface.mapCanvas()
+        point = QgsPointXY(canvas.center())
+        canvas_crs = canvas.mapSettings().destinationCrs()
+        if canvas_crs.isValid() and layer.crs().isValid() and canvas_crs != layer.crs():
+            try:
+                point = QgsCoordinateTransform(canvas_crs, layer.crs(), self.project).transform(point)
+            except Exception:  # noqa: BLE001 - outside the CRS's domain: fall back to the raster centre
+                return centre
+        extent = layer.extent()
+        if not extent.contains(point):
+            return centre
+        return ((point.x() - extent.xMinimum()) / layer.rasterUnitsPerPixelX(),
+                (extent.yMaximum() - point.y()) / layer.rasterUnitsPerPixelY())
+
+    def start_preview(self) -> Optional[SuperResolveTask]:
+        """Super-resolve a small window (canvas centre, else raster centre) in the background."""
+        from osgeo import gdal
+
+        layer, path = self.layer(), self.input_path()
+        if layer is None or path is None or self.preview_task is not None or self.model_path() is None:
+            return None
+        window = preview_window(layer.width(), layer.height(), self.preview_centre(layer), self.scale())
+        self._clear_preview_files()
+        self.preview_dir = Path(tempfile.mkdtemp(prefix="mlin-preview-"))
+        vrt = self.preview_dir / "window.vrt"
+        # A virtual window of the input (no pixels copied): the core reads it like any raster.
+        ds = gdal.Translate(str(vrt), path, format="VRT", srcWin=list(window))
+        if ds is None:
+            self.preview_info.setText(f"Cannot read {path} for the preview.")
+            return None
+        ds = None
+        request = self._request(str(vrt), str(self.preview_dir / "preview_sr.tif"))
+        self.preview_task = SuperResolveTask(request, "preview", self.project, add_to_project=False,
+                                             description="MLIN preview")
+        self.preview_task.done.connect(self._preview_done)
+        self.preview_button.setEnabled(False)
+        self.preview_info.setText(f"Previewing {window[2]} × {window[3]} px at ({window[0]}, {window[1]}) …")
+        QgsApplication.taskManager().addTask(self.preview_task)
+        return self.preview_task
+
+    def _preview_done(self, ok: bool, text: str) -> None:
+        task, self.preview_task = self.preview_task, None
+        self.preview_button.setEnabled(True)
+        if not ok or task is None or task.result is None or self.preview_dir is None:
+            self.preview_info.setText(text)
+            return
+        result = task.result
+        size = QSize(int(result.width), int(result.height))
+        lr = QgsRasterLayer(str(self.preview_dir / "window.vrt"), "lr", "gdal")
+        sr = QgsRasterLayer(str(result.output_path), "sr", "gdal")
+        if not (lr.isValid() and sr.isValid()):
+            self.preview_info.setText("The preview was computed but QGIS cannot draw it.")
+            return
+        lr.resampleFilter().setZoomedInResampler(QgsCubicRasterResampler())
+        bicubic, mlin = render_layer(lr, size), render_layer(sr, size)
+        del lr, sr  # release the files before they may be deleted
+        self.preview_images = (bicubic, mlin)
+        for pane, image in ((self.bicubic_pane, bicubic), (self.sr_pane, mlin)):
+            pixmap = QPixmap.fromImage(image)
+            if pixmap.width() > PANE_PX or pixmap.height() > PANE_PX:
+                pixmap = pixmap.scaled(PANE_PX, PANE_PX, Qt.KeepAspectRatio, Qt.SmoothTransformation)
+            pane.setPixmap(pixmap)
+        self.preview_info.setText(f"×{self.scale():g}: {result.width} × {result.height} px. {text}")
+        self._fit_height()
+
+    def _clear_preview_files(self) -> None:
+        if self.preview_dir is not None:
+            shutil.rmtree(self.preview_dir, ignore_errors=True)
+            self.preview_dir = None
+
+    # -- closing ------------------------------------------------------------------------------------
+    def shutdown(self) -> None:
+        """Cancel running tasks and remove preview files (plugin unload, dialog destruction)."""
+        for task in (self.task, self.preview_task):
+            if task is not None:
+                try:
+                    task.cancel()
+                except RuntimeError:  # already deleted by the task manager
+                    pass
+        self._estimate_timer.stop()
+        self._clear_preview_files()
+
+    def closeEvent(self, event: Any) -> None:  # noqa: N802 - Qt API
+        if self.task is None and self.preview_task is None:
+            self._clear_preview_files()
+        super().closeEvent(event)

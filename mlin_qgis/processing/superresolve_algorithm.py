@@ -1,0 +1,283 @@
+"""``mlin:superresolve``: the Processing face of :func:`mlin_qgis.core.pipeline.superresolve`.
+
+Only parameter plumbing lives here: read the QGIS parameters, build a ``SuperResolveRequest``, map
+progress/cancel onto the Processing feedback and errors onto ``QgsProcessingException``. Raster I/O,
+tiling and inference are the core's job, so the same code path serves the CLI, the dialog and this.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any, Dict, List, Optional, Tuple
+
+from qgis.core import (
+    QgsProcessingAlgorithm,
+    QgsProcessingContext,
+    QgsProcessingException,
+    QgsProcessingFeedback,
+    QgsProcessingOutputNumber,
+    QgsProcessingOutputString,
+    QgsProcessingParameterBand,
+    QgsProcessingParameterDefinition,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterRasterLayer,
+    QgsProviderRegistry,
+    QgsRasterLayer,
+)
+from qgis.PyQt.QtGui import QIcon
+
+from .. import dependencies
+
+DEVICES: Tuple[str, ...] = ("auto", "cpu", "cuda")
+FALLBACK_MAX_SCALE = 16.0
+MIN_SCALE = 1.01  # 1.0 would be a copy; anything above is a real (possibly fractional) zoom
+
+
+@functools.lru_cache(maxsize=1)
+def shipped_models() -> Tuple[Any, ...]:
+    """The installed models (``ModelEntry``), default first, read once per session.
+
+    Cached because QGIS creates algorithm instances often and the enum index chosen by the user
+    must mean the same model at definition and at run time. Empty when onnxruntime (needed to read
+    the model cards) is missing: the plugin still loads and the run explains what to install.
+    """
+    from ..core.errors import MlinError
+    from ..core.models import available_models
+
+    try:
+        return tuple(available_models())
+    except (MlinError, OSError):
+        return ()
+
+
+def max_scale(entries: Tuple[Any, ...]) -> float:
+    """Largest scale any shipped model accepts (its card's hard cap); the core re-checks per model."""
+    caps = [float(e.card.hard_max_scale) for e in entries]
+    return max(caps) if caps else FALLBACK_MAX_SCALE
+
+
+def output_layer_name(input_name: str, scale: float, suffix: str = "") -> str:
+    """Name of a result layer in the project, e.g. ``ortho ×2.5 (MLIN)``."""
+    return f"{input_name} ×{scale:g}{suffix} (MLIN)"
+
+
+def raster_file_path(layer: QgsRasterLayer) -> Optional[str]:
+    """The file behind a GDAL raster layer, or None for web/database/memory rasters the core cannot read."""
+    if layer.providerType() != "gdal":
+        return None
+    source = layer.source()
+    parts = QgsProviderRegistry.instance().decodeUri("gdal", source)
+    if parts.get("layerName") or not parts.get("path"):
+        # a sub-dataset such as GPKG:/x.gpkg:table: GDAL opens the connection string itself
+        return source.split("|")[0]
+    return parts["path"]
+
+
+class SuperResolveAlgorithm(QgsProcessingAlgorithm):
+    """Super-resolve a raster by any real scale with an MLIN/LIIF ONNX model."""
+
+    INPUT = "INPUT"
+    SCALE = "SCALE"
+    MODEL = "MODEL"
+    MODEL_FILE = "MODEL_FILE"
+    BANDS = "BANDS"
+    DEVICE = "DEVICE"
+    TILE_SIZE = "TILE_SIZE"
+    WEIGHTS_MAP = "WEIGHTS_MAP"
+    OUTPUT = "OUTPUT"
+
+    def name(self) -> str:
+        return "superresolve"
+
+    def displayName(self) -> str:  # noqa: N802 - QGIS API
+        return "Super-resolve raster (MLIN)"
+
+    def group(self) -> str:
+        return ""
+
+    def groupId(self) -> str:  # noqa: N802 - QGIS API
+        return ""
+
+    def tags(self) -> List[str]:
+        return ["super-resolution", "upscale", "upsample", "resample", "zoom", "liif", "mlin", "onnx", "deep learning"]
+
+    def icon(self) -> QIcon:
+        from .provider import icon
+
+        return icon()
+
+    def createInstance(self) -> "SuperResolveAlgorithm":  # noqa: N802 - QGIS API
+        return SuperResolveAlgorithm()
+
+    # -- parameters -------------------------------------------------------------------------------
+    def initAlgorithm(self, config: Optional[Dict[str, Any]] = None) -> None:  # noqa: N802 - QGIS API
+        entries = shipped_models()
+        self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Input raster"))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.SCALE, "Scale factor (any real number, e.g. 2.5)", QgsProcessingParameterNumber.Double,
+            defaultValue=2.0, minValue=MIN_SCALE, maxValue=max_scale(entries)))
+        names = [e.name for e in entries] or ["(no model installed: set MODEL_FILE)"]
+        self.addParameter(QgsProcessingParameterEnum(
+            self.MODEL, "Model", options=names, defaultValue=0))
+        self.addParameter(QgsProcessingParameterFile(
+            self.MODEL_FILE, "Custom model (encoder.onnx or decoder.onnx of an exported pair; overrides Model)",
+            behavior=QgsProcessingParameterFile.File, fileFilter="ONNX model (*.onnx)", optional=True))
+        self.addParameter(QgsProcessingParameterBand(
+            self.BANDS, "Bands: 3 fed as red, green, blue, or 1 as grey (default: the RGB bands)",
+            parentLayerParameterName=self.INPUT, optional=True, allowMultiple=True))
+        self.addParameter(QgsProcessingParameterEnum(
+            self.DEVICE, "Device", options=list(DEVICES), defaultValue=0))
+        tile = QgsProcessingParameterNumber(
+            self.TILE_SIZE, "Tile size in input pixels (0 = automatic)", QgsProcessingParameterNumber.Integer,
+            defaultValue=0, minValue=0, maxValue=100000)
+        tile.setFlags(tile.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        self.addParameter(tile)
+        self.addParameter(QgsProcessingParameterRasterDestination(
+            self.WEIGHTS_MAP, "Weights map (how far the learned weights depart from LIIF's area weights)",
+            optional=True, createByDefault=False))
+        self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Super-resolved raster"))
+        self.addOutput(QgsProcessingOutputNumber("WIDTH", "Output width (pixels)"))
+        self.addOutput(QgsProcessingOutputNumber("HEIGHT", "Output height (pixels)"))
+        self.addOutput(QgsProcessingOutputString("PROVIDER", "onnxruntime execution provider used"))
+
+    def shortHelpString(self) -> str:  # noqa: N802 - QGIS API
+        entries = shipped_models()
+        if entries:
+            models = "".join(
+                f"<li>{i} = <b>{e.name}</b> ({e.card.method}, trained ×{e.card.trained_scale_min:g}–"
+                f"×{e.card.trained_scale_max:g}, recommended up to ×{e.card.recommended_max_scale:g}, "
+                f"hard limit ×{e.card.hard_max_scale:g}){': ' + e.card.description if e.card.description else ''}</li>"
+                for i, e in enumerate(entries))
+        else:
+            models = "<li>none found (install onnxruntime, or run <tt>make export-liif</tt>)</li>"
+        return (
+            "<p>Upscales a raster by any real factor with an implicit neural network (MLIN: learned "
+            "meta-weights; or LIIF: area weights) run by onnxruntime. The output covers the same extent "
+            "with smaller pixels, keeps the CRS and the data type, and is written as GeoTIFF. Large "
+            "rasters are processed in tiles with a halo, so tiles leave no seams.</p>"
+            "<p><b>Input raster</b> (INPUT): a file-based raster GDAL can read (GeoTIFF, PNG, JPEG, VRT, "
+            "GeoPackage…), Byte, (U)Int16, (U)Int32 or Float. Byte values map to the model as value/255; "
+            "other types are stretched per band (2nd–98th percentile of the valid pixels) and mapped "
+            "back, so the output has the input's data type. Nodata, masks and alpha are kept.</p>"
+            "<p><b>Scale factor</b> (SCALE): output pixels per input pixel along each axis, e.g. 2.5. "
+            "It must be above 1 and at most the model's hard limit; beyond its trained range quality "
+            "drops gradually.</p>"
+            f"<p><b>Model</b> (MODEL): an installed model, by index:<ul>{models}</ul></p>"
+            "<p><b>Custom model</b> (MODEL_FILE): the encoder.onnx or decoder.onnx of a pair written by "
+            "<i>Export checkpoint to ONNX</i> (mlin:exportonnx); both files must lie in the same folder. "
+            "When set, it replaces Model.</p>"
+            "<p><b>Bands</b> (BANDS): three bands fed to the model as red, green, blue, or one band "
+            "processed as grey. Empty: the bands marked red/green/blue, else the first three; a "
+            "single-band raster is processed as grey. Only the chosen bands (and the alpha band, which "
+            "is carried over, never fed to the model) are written.</p>"
+            "<p><b>Device</b> (DEVICE): 0 = auto (CUDA if onnxruntime-gpu sees a GPU, else CPU), 1 = cpu, "
+            "2 = cuda.</p>"
+            "<p><b>Tile size</b> (TILE_SIZE, advanced): input pixels per tile side; 0 picks one from the "
+            "available memory. The result does not depend on it.</p>"
+            "<p><b>Weights map</b> (WEIGHTS_MAP, optional): a float raster on the output grid telling how "
+            "far the model's learned mixing weights depart from LIIF's area weights (0 = identical). "
+            "Useful to see where MLIN behaves differently from LIIF.</p>"
+            "<p><b>Output</b> (OUTPUT): the super-resolved GeoTIFF. A cancelled or failed run leaves no "
+            "file behind.</p>"
+        )
+
+    def helpUrl(self) -> str:  # noqa: N802 - QGIS API
+        return "https://github.com/mlin-qgis/mlin-qgis#readme"
+
+    def checkParameterValues(self, parameters: Dict[str, Any], context: QgsProcessingContext) -> Tuple[bool, str]:  # noqa: N802
+        """Refuse a scale above the chosen shipped model's hard limit before anything runs."""
+        ok, message = super().checkParameterValues(parameters, context)
+        if not ok:
+            return ok, message
+        if self.parameterAsFile(parameters, self.MODEL_FILE, context):
+            return True, ""  # a custom model's card is read (and the scale checked) by the core
+        entries = shipped_models()
+        index = self.parameterAsEnum(parameters, self.MODEL, context)
+        scale = self.parameterAsDouble(parameters, self.SCALE, context)
+        if entries and 0 <= index < len(entries) and scale > entries[index].card.hard_max_scale:
+            return False, (f"Scale ×{scale:g} is above the hard limit ×{entries[index].card.hard_max_scale:g} "
+                           f"of model {entries[index].name}.")
+        return True, ""
+
+    # -- run ----------------------------------------------------------------------------------------
+    def _model(self, parameters: Dict[str, Any], context: QgsProcessingContext) -> Optional[str]:
+        """Custom file if given, else the chosen shipped model's folder (None: the core's default)."""
+        custom = self.parameterAsFile(parameters, self.MODEL_FILE, context)
+        if custom:
+            return custom
+        entries = shipped_models()
+        index = self.parameterAsEnum(parameters, self.MODEL, context)
+        if 0 <= index < len(entries):
+            return str(entries[index].path)
+        return None
+
+    def processAlgorithm(  # noqa: N802 - QGIS API
+        self, parameters: Dict[str, Any], context: QgsProcessingContext, feedback: Optional[QgsProcessingFeedback]
+    ) -> Dict[str, Any]:
+        feedback = feedback or QgsProcessingFeedback()
+        layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
+        if layer is None:
+            raise QgsProcessingException(self.invalidRasterError(parameters, self.INPUT))
+        input_path = raster_file_path(layer)
+        if not input_path:
+            raise QgsProcessingException(
+                f"Layer '{layer.name()}' is not a file-based raster (provider {layer.providerType()}); "
+                "save it as GeoTIFF first (Raster ▸ Conversion ▸ Translate), then super-resolve the file.")
+        scale = self.parameterAsDouble(parameters, self.SCALE, context)
+        bands = self.parameterAsInts(parameters, self.BANDS, context) or None
+        device = DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)]
+        tile_size = self.parameterAsInt(parameters, self.TILE_SIZE, context) or None
+        output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
+        weights_map = self.parameterAsOutputLayer(parameters, self.WEIGHTS_MAP, context) or None
+        model = self._model(parameters, context)
+
+        try:
+            from ..core import pipeline
+            from ..core.errors import MlinCancelled, MlinError
+        except ImportError as exc:
+            if getattr(exc, "name", "") == "onnxruntime":
+                raise QgsProcessingException(dependencies.onnxruntime_install_text()) from None
+            raise
+        if not dependencies.onnxruntime_available():
+            raise QgsProcessingException(dependencies.onnxruntime_install_text())
+
+        request = pipeline.SuperResolveRequest(
+            input_path=input_path, output_path=output, scale=scale, model=model, bands=bands,
+            tile_size=tile_size, device=device, weights_map_path=weights_map)
+        feedback.pushInfo(f"Input: {input_path} ({layer.width()} × {layer.height()} px, {layer.bandCount()} bands)")
+        feedback.pushInfo(f"Model: {model or 'default'}; scale ×{scale:g}; device {device}")
+
+        def progress(fraction: float, message: str = "") -> None:
+            feedback.setProgress(100.0 * max(0.0, min(1.0, float(fraction))))
+            if message:
+                feedback.setProgressText(message)
+
+        try:
+            result = pipeline.superresolve(request, progress=progress, is_cancelled=feedback.isCanceled)
+        except MlinCancelled:
+            raise QgsProcessingException("Cancelled by the user; no output was written.") from None
+        except MlinError as exc:
+            raise QgsProcessingException(str(exc)) from None
+
+        for warning in result.warnings or ():
+            feedback.pushWarning(str(warning))
+        feedback.pushInfo(f"Execution provider: {result.provider}")
+        feedback.pushInfo(f"Output: {result.width} × {result.height} px (×{result.scale_x:.6g} horizontally, "
+                          f"×{result.scale_y:.6g} vertically) → {result.output_path}")
+        feedback.pushInfo(f"Time: {result.seconds:.2f} s ({result.mpx_per_s:.3g} output Mpx/s)")
+
+        if context.willLoadLayerOnCompletion(output):
+            details = context.layerToLoadOnCompletionDetails(output)
+            details.name = output_layer_name(layer.name(), scale)
+            details.forceName = True
+        results: Dict[str, Any] = {
+            self.OUTPUT: output, "WIDTH": result.width, "HEIGHT": result.height, "PROVIDER": result.provider}
+        if weights_map:
+            if context.willLoadLayerOnCompletion(weights_map):
+                details = context.layerToLoadOnCompletionDetails(weights_map)
+                details.name = output_layer_name(layer.name(), scale, " weights")
+                details.forceName = True
+            results[self.WEIGHTS_MAP] = weights_map
+        return results

@@ -1,0 +1,198 @@
+"""The zoom dialog with real widgets, a real QgsProject, real QgsTasks and the tiny real ONNX model.
+
+Saves a screenshot to test-artifacts/zoom_dialog.png. ``CanvasIface`` (last tests) is a stand-in for
+QGIS's main-window interface, which does not exist headless: it only hands out a real QgsMapCanvas
+and an active layer, the two things the dialog asks iface for.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pytest
+
+from conftest import UTM33N_GT, smooth_image, write_geotiff
+
+pytest_plugins = ["qgis_fixtures"]
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def wait_until(condition: Any, timeout: float = 120.0) -> bool:
+    from qgis_fixtures import wait_until as wait
+
+    return wait(condition, timeout)
+
+
+@pytest.fixture
+def layer(project: Any, tmp_path: Path) -> Any:
+    from qgis.core import QgsRasterLayer
+
+    data = (smooth_image(40, 40, 3, seed=4) * 255).round().astype(np.uint8)
+    path = write_geotiff(tmp_path / "field.tif", data)
+    layer = QgsRasterLayer(str(path), "Field", "gdal")
+    assert layer.isValid()
+    project.addMapLayer(layer)
+    return layer
+
+
+@pytest.fixture
+def dialog(qgis_app: Any, tiny_models_dir: Path, layer: Any) -> Iterator[Any]:
+    from mlin_qgis.gui.zoom_dialog import ZoomDialog
+
+    dlg = ZoomDialog(iface=None)
+    index = dlg.model_combo.findText("tiny-test")
+    assert index >= 0, "the tiny model must be listed"
+    dlg.model_combo.setCurrentIndex(index)
+    dlg.layer_combo.setLayer(layer)
+    dlg.show()
+    yield dlg
+    dlg.shutdown()
+    wait_until(lambda: dlg.task is None and dlg.preview_task is None, 30)
+    dlg.close()
+    dlg.deleteLater()
+
+
+def test_slider_and_spin_box_stay_in_sync_and_follow_the_model(dialog: Any) -> None:
+    dialog.spin.setValue(3.3)
+    assert dialog.slider.value() == 33
+    dialog.slider.setValue(47)
+    assert dialog.spin.value() == pytest.approx(4.7) and dialog.scale() == pytest.approx(4.7)
+    # range: x1.1 to the tiny model's hard limit x12, in 0.1 steps (slider ints = scale * 10)
+    assert (dialog.spin.minimum(), dialog.spin.maximum()) == (pytest.approx(1.1), pytest.approx(12.0))
+    assert (dialog.slider.minimum(), dialog.slider.maximum()) == (11, 120)
+    dialog.spin.setValue(50)
+    assert dialog.spin.value() == pytest.approx(12.0) and dialog.slider.value() == 120
+    shipped = dialog.model_combo.findText("liif-edsr-div2k")
+    if shipped >= 0:  # the shipped model allows up to its own hard limit
+        dialog.model_combo.setCurrentIndex(shipped)
+        hard = dialog.current_card().hard_max_scale
+        assert dialog.spin.maximum() == pytest.approx(hard) and dialog.slider.maximum() == round(hard * 10)
+        assert dialog.spin.value() == pytest.approx(12.0), "changing model keeps a zoom that is still allowed"
+
+
+def test_estimate_label_shows_output_size_file_size_and_time(dialog: Any, layer: Any) -> None:
+    from mlin_qgis.core import pipeline
+    from mlin_qgis.gui.zoom_dialog import human_bytes, human_seconds
+
+    dialog.set_scale(2.5)
+    dialog.update_estimate()
+    est = pipeline.estimate(layer.source(), 2.5, dialog.model_path())
+    text = dialog.estimate_label.text()
+    assert text.startswith("Output 100 × 100 px · about ")
+    assert human_bytes(est.bytes) in text and human_seconds(est.seconds) in text
+    assert "recommended" not in text
+    dialog.set_scale(7.5)  # above the tiny model's recommended x6
+    assert wait_until(lambda: "300 × 300 px" in dialog.estimate_label.text(), 5), "the label follows the zoom"
+    assert "recommended for tiny-test" in dialog.estimate_label.text()
+    assert dialog.run_button.isEnabled()
+
+
+def test_preview_shows_sr_next_to_bicubic_and_run_adds_a_layer(dialog: Any, project: Any, tmp_path: Path) -> None:
+    from qgis_fixtures import ARTIFACTS, raster_info
+
+    dialog.set_scale(4.0)
+    task = dialog.start_preview()
+    assert task is not None
+    assert wait_until(lambda: dialog.preview_task is None), "the preview task did not finish"
+    bicubic, mlin = dialog.preview_images
+    assert bicubic is not None and mlin is not None, dialog.preview_info.text()
+    assert (mlin.width(), mlin.height()) == (160, 160) and (bicubic.width(), bicubic.height()) == (160, 160)
+    assert not dialog.sr_pane.pixmap().isNull() and not dialog.bicubic_pane.pixmap().isNull()
+
+    def grey(image: Any) -> np.ndarray:
+        return np.array([[image.pixelColor(x, y).value() for x in range(0, 160, 4)] for y in range(0, 160, 4)], float)
+
+    g_sr, g_bic = grey(mlin), grey(bicubic)
+    assert g_sr.std() > 5, "the SR preview must show the image, not a blank"
+    assert np.abs(g_sr - g_bic).mean() < 25, "SR and bicubic show the same place"
+    assert np.abs(g_sr - g_bic).max() > 0, "SR is not just the bicubic image"
+    assert dialog.preview_dir is not None and not list(project.mapLayers().values())[1:], "a preview adds no layer"
+
+    out = tmp_path / "dialog_out.tif"
+    dialog.output_widget.setFilePath(str(out))
+    dialog.set_scale(2.5)
+    assert dialog.start_run() is not None
+    assert dialog.cancel_button.text() == "Cancel"
+    assert wait_until(lambda: dialog.task is None), "the run task did not finish"
+    assert dialog.status_label.text().startswith("Done: 100 × 100 px"), dialog.status_label.text()
+    assert dialog.progress.value() == 100 and dialog.cancel_button.text() == "Close"
+    added = project.mapLayersByName("Field ×2.5 (MLIN)")
+    assert len(added) == 1 and added[0].isValid() and added[0].source() == str(out)
+    info = raster_info(out)
+    assert (info["width"], info["height"], info["epsg"]) == (100, 100, 32633)
+    assert info["geotransform"][1] == pytest.approx(UTM33N_GT[1] / 2.5)
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "zoom_dialog.png"
+    assert dialog.grab().save(str(shot))
+    assert shot.stat().st_size > 5000
+
+
+def test_empty_output_path_writes_a_temporary_file(dialog: Any, project: Any) -> None:
+    dialog.set_scale(1.5)
+    dialog.output_widget.setFilePath("")
+    dialog.start_run()
+    assert wait_until(lambda: dialog.task is None)
+    added = project.mapLayersByName("Field ×1.5 (MLIN)")
+    assert len(added) == 1 and Path(added[0].source()).is_file()
+    assert (added[0].width(), added[0].height()) == (60, 60)
+
+
+def test_cancel_during_the_run_leaves_no_output_and_no_layer(dialog: Any, project: Any, tmp_path: Path) -> None:
+    from qgis.PyQt.QtCore import Qt
+
+    out = tmp_path / "cancelled.tif"
+    dialog.output_widget.setFilePath(str(out))
+    dialog.set_scale(3.0)
+    task = dialog.start_run()
+    # The first progress message is sent from the worker thread before the first tile; cancelling
+    # right there (direct connection) makes the cancel deterministic.
+    task.message.connect(lambda _text: task.cancel(), Qt.DirectConnection)
+    assert wait_until(lambda: dialog.task is None)
+    assert dialog.status_label.text() == "Cancelled; no output was written."
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.suffix == ".tif" and p.name != "field.tif"]
+    assert project.mapLayersByName("Field ×3 (MLIN)") == []
+
+
+class CanvasIface:
+    """Stand-in for QGIS's iface (no main window headless): a real QgsMapCanvas and an active layer."""
+
+    def __init__(self, canvas: Any, active: Any) -> None:
+        self.canvas, self.active = canvas, active
+
+    def mapCanvas(self) -> Any:  # noqa: N802 - iface API
+        return self.canvas
+
+    def activeLayer(self) -> Any:  # noqa: N802 - iface API
+        return self.active
+
+
+def test_defaults_to_active_layer_and_previews_at_the_canvas_centre(qgis_app: Any, tiny_models_dir: Path,
+                                                                   project: Any, layer: Any, tmp_path: Path) -> None:
+    from qgis.core import QgsCoordinateReferenceSystem, QgsRasterLayer, QgsRectangle
+    from qgis.gui import QgsMapCanvas
+
+    from mlin_qgis.gui.zoom_dialog import ZoomDialog, preview_window
+
+    other = QgsRasterLayer(str(write_geotiff(tmp_path / "other.tif", np.zeros((3, 8, 8), np.uint8))), "Other", "gdal")
+    project.addMapLayer(other)
+    canvas = QgsMapCanvas()
+    canvas.resize(200, 200)
+    canvas.setDestinationCrs(QgsCoordinateReferenceSystem("EPSG:32633"))
+    x0, y0 = UTM33N_GT[0], UTM33N_GT[3]
+    # canvas centred on LR pixel (col 10, row 30) of the 40x40, 0.5 m raster
+    cx, cy = x0 + 10 * 0.5, y0 - 30 * 0.5
+    canvas.setExtent(QgsRectangle(cx - 2, cy - 2, cx + 2, cy + 2))
+    dlg = ZoomDialog(iface=CanvasIface(canvas, layer))
+    try:
+        assert dlg.layer() is layer, "the dialog starts on the active layer"
+        col, row = dlg.preview_centre(layer)
+        assert (col, row) == (pytest.approx(10, abs=0.01), pytest.approx(30, abs=0.01))
+        assert preview_window(40, 40, (col, row), 8.0) == (0, 20, 20, 20)
+        canvas.setExtent(QgsRectangle(cx + 1000, cy, cx + 1004, cy + 4))  # centre outside: raster centre
+        assert dlg.preview_centre(layer) == (20.0, 20.0)
+    finally:
+        dlg.shutdown()
+        dlg.deleteLater()
