@@ -179,6 +179,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
         state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         model.load_state_dict(state["state_dict"])
         opt.load_state_dict(state["train"]["optimizer"])
+        for group, fresh in zip(opt.param_groups, optimizer_for(model, cfg).param_groups):
+            group["base_lr"] = fresh["base_lr"]  # the config's rates win over the saved ones
         start = int(state["train"]["iteration"])
         print(f"resuming {ckpt_path} at iteration {start}")
 
