@@ -225,3 +225,19 @@ def test_real_liif_beats_bicubic_at_x2(tmp_path: Path, capsys: pytest.CaptureFix
     assert again["mean"]["liif"]["2"]["psnr"] > again["mean"]["bicubic"]["2"]["psnr"]
     assert again["mean"]["liif"]["2"]["ssim"] > again["mean"]["bicubic"]["2"]["ssim"]
     assert all(math.isfinite(v) for v in again["per_image"]["liif"]["3"]["psnr"])
+
+
+def test_merge_results_joins_methods_and_refuses_other_images():
+    from mlin_qgis.ml.evaluate import merge_results
+
+    def part(method: str, value: float, images: list[str]) -> dict:
+        cell = {"x2": {"psnr": value, "ssim": 0.5}}
+        return {"images": images, "scales": [2.0], "methods": ["bicubic", method],
+                "mean": {"bicubic": {"x2": {"psnr": 20.0, "ssim": 0.4}}, method: cell},
+                "per_image": {"bicubic": {}, method: {}}, "checkpoints": {method: f"{method}.pth"}}
+
+    merged = merge_results([part("liif", 25.0, ["a.png"]), part("mlin", 25.5, ["a.png"])])
+    assert merged["methods"] == ["bicubic", "liif", "mlin"]
+    assert merged["mean"]["mlin"]["x2"]["psnr"] == 25.5 and merged["mean"]["liif"]["x2"]["psnr"] == 25.0
+    with pytest.raises(Exception, match="same images and scales"):
+        merge_results([part("liif", 25.0, ["a.png"]), part("mlin", 25.5, ["b.png"])])

@@ -223,11 +223,33 @@ def evaluate(checkpoints: Mapping[str, Any], data_dir: str | Path, scales: Any,
         "per_image": per_image,
     }
     if out_dir is not None:
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
-        (out / "results.md").write_text(_markdown(results), encoding="utf-8")
+        write_results(results, out_dir)
     return results
+
+
+def merge_results(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """One table from runs that evaluated different methods on the same images and scales
+    (so methods can be evaluated in parallel processes)."""
+    if not parts:
+        raise user_error("nothing to merge")
+    merged = json.loads(json.dumps(parts[0]))
+    for part in parts[1:]:
+        if part["images"] != merged["images"] or part["scales"] != merged["scales"]:
+            raise user_error("results to merge must cover the same images and scales")
+        for method in part["methods"]:
+            if method not in merged["methods"]:
+                merged["methods"].append(method)
+                merged["mean"][method] = part["mean"][method]
+                merged["per_image"][method] = part["per_image"][method]
+                merged["checkpoints"][method] = part["checkpoints"].get(method)
+    return merged
+
+
+def write_results(results: dict[str, Any], out_dir: str | Path) -> None:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
+    (out / "results.md").write_text(_markdown(results), encoding="utf-8")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
