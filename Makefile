@@ -48,7 +48,7 @@ plugin:
 	@rm -rf $(PLUGIN_DIR) && mkdir -p $(PLUGIN_DIR)
 	@tar -C mlin_qgis --exclude=__pycache__ --exclude='*.pyc' -cf - . | tar -C $(PLUGIN_DIR) -xf -
 	@cp metadata.txt $(PLUGIN_DIR)/
-	@tar --exclude=__pycache__ -cf - resources $$([ -d models ] && echo models) | tar -C $(PLUGIN_DIR) -xf -
+	@tar --exclude=__pycache__ --exclude='*.pth' -cf - resources $$([ -d models ] && echo models) | tar -C $(PLUGIN_DIR) -xf -
 	@for f in LICENSE LICENSE.txt LICENSE.md README.md; do [ -f $$f ] && cp $$f $(PLUGIN_DIR)/ || true; done
 	@[ -f $(PLUGIN_DIR)/LICENSE ] || echo "plugin: warning: no LICENSE file at the repository root (plugins.qgis.org requires one)" >&2
 	@echo "plugin: $(abspath $(PLUGIN_DIR)) ($$(ls $(PLUGIN_DIR)/models 2>/dev/null | wc -l) model(s))"

@@ -66,3 +66,26 @@ def test_shipped_liif_model_card():
     card = json.loads(ort.InferenceSession(str(enc), providers=["CPUExecutionProvider"])
                       .get_modelmeta().custom_metadata_map[CARD_KEY])
     assert card["method"] == "liif" and card["weighting"] == "area" and card["encoder"] == "edsr-baseline"
+
+
+def test_shipped_mlin_model_matches_its_checkpoint():
+    """The default model: its ONNX pair gives the shipped torch checkpoint's numbers (x3.3)."""
+    from mlin_qgis.ml.model import load_model
+
+    folder = REPO / "models" / "mlin-edsr-ucmerced"
+    model = load_model(folder / "mlin-edsr-ucmerced.pth")
+    assert model.decoder.cfg.weighting == "meta"
+    encoder = ort.InferenceSession(str(folder / "encoder.onnx"), providers=["CPUExecutionProvider"])
+    decoder = ort.InferenceSession(str(folder / "decoder.onnx"), providers=["CPUExecutionProvider"])
+    card = json.loads(encoder.get_modelmeta().custom_metadata_map[CARD_KEY])
+    assert card["method"] == "mlin" and "UC Merced" in card["training_data"]
+    torch.manual_seed(4)
+    lr = torch.rand(1, 3, 15, 16)
+    out_size = (50, 53)
+    proj = encoder.run(None, {"image": ((lr - 0.5) / 0.5).numpy()})[0]
+    coord, cell = pixel_query_grid((15, 16), out_size)
+    rgb, weights, area = decoder.run(None, {"proj": proj, "coord": coord.numpy(), "cell": cell.numpy()})
+    with torch.no_grad():
+        want = model.super_resolve(lr, out_size)[0].numpy()
+    assert np.abs((rgb * 0.5 + 0.5).T.reshape(3, *out_size) - want).max() <= 1e-4
+    assert np.abs(weights - area).max() > 1e-3  # trained meta weights depart from LIIF's

@@ -175,6 +175,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     model.train()
     opt = optimizer_for(model, cfg)
     start = 0
+    spent_before = 0.0  # wall time of earlier segments of a resumed run
     if cfg.resume and ckpt_path.is_file():
         state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         model.load_state_dict(state["state_dict"])
@@ -182,6 +183,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
         for group, fresh in zip(opt.param_groups, optimizer_for(model, cfg).param_groups):
             group["base_lr"] = fresh["base_lr"]  # the config's rates win over the saved ones
         start = int(state["train"]["iteration"])
+        spent_before = float(state["train"].get("seconds", 0.0))
         print(f"resuming {ckpt_path} at iteration {start}")
 
     paths = training_images(cfg.data_root, cfg.split, cfg.split_file)
@@ -194,9 +196,10 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     log = (run / "log.jsonl").open("a")
 
     def checkpoint(it: int) -> None:
+        spent = spent_before + time.time() - t0
         save_model(model, ckpt_path, {"train": {"iteration": it, "optimizer": opt.state_dict(),
-                                                 "config": asdict(cfg), "seconds": time.time() - t0},
-                                      "card": training_card(cfg, it, time.time() - t0, device)})
+                                                 "config": asdict(cfg), "seconds": spent},
+                                      "card": training_card(cfg, it, spent, device)})
 
     bar = tqdm(range(start, cfg.iterations), initial=start, total=cfg.iterations, disable=not progress,
                dynamic_ncols=True)
