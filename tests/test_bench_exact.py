@@ -1,0 +1,93 @@
+"""The bench is exact: its multiply-add counts and its prototypes (decoder, engine) give the same
+numbers as the code they stand for. No timings here."""
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+
+from bench.flops import (factored_macs_per_query, projection_macs_per_lr_pixel,  # noqa: E402
+                         straightforward_macs_per_query)
+from bench._proto_decoder import fused_query  # noqa: E402
+from mlin_qgis.ml.decoder import DecoderConfig, ImplicitDecoder, make_coord, pixel_query_grid  # noqa: E402
+
+
+def _decoder(weighting: str, feat_dim: int = 8, hidden: tuple = (32, 32, 16)) -> ImplicitDecoder:
+    torch.manual_seed(0)
+    dec = ImplicitDecoder(DecoderConfig(feat_dim=feat_dim, hidden=list(hidden), weighting=weighting,
+                                        meta_hidden=12)).eval()
+    for p in dec.parameters():  # non-zero meta head, so the meta path contributes
+        torch.nn.init.normal_(p, std=0.3)
+    return dec
+
+
+def _flops(fn) -> int:
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        fn()
+    return counter.get_total_flops()
+
+
+def test_liif_counts_match_the_hand_formula() -> None:
+    dec = ImplicitDecoder(DecoderConfig(feat_dim=64, hidden=[256] * 4))
+    assert straightforward_macs_per_query(dec) == 4 * (580 * 256 + 3 * 256 * 256 + 256 * 3)
+    assert factored_macs_per_query(dec) == 4 * (4 * 256 + 3 * 256 * 256 + 256 * 3)
+    assert projection_macs_per_lr_pixel(dec) == 576 * 256
+
+
+@pytest.mark.parametrize("weighting", ["area", "meta"])
+def test_counts_match_torch_flop_counter(weighting: str) -> None:
+    dec = _decoder(weighting)
+    h, w, oh, ow = 6, 7, 15, 16
+    feat = torch.randn(1, dec.cfg.feat_dim, h, w)
+    n = oh * ow
+    lcoord = make_coord((oh, ow)).reshape(1, n, 2)
+    lcell = torch.tensor([2 / oh, 2 / ow]).expand(1, n, 2)
+    assert _flops(lambda: dec.query_reference(feat, lcoord, lcell)) == 2 * n * straightforward_macs_per_query(dec)
+    proj = dec.project(feat)
+    coord, cell = pixel_query_grid((h, w), (oh, ow))
+    assert _flops(lambda: dec.project(feat)) == 2 * h * w * projection_macs_per_lr_pixel(dec)
+    assert _flops(lambda: dec.query(proj, coord[None], cell[None])) == 2 * n * factored_macs_per_query(dec)
+    assert _flops(lambda: fused_query(dec, proj, coord[None], cell[None])) == 2 * n * factored_macs_per_query(dec)
+
+
+@pytest.mark.parametrize("weighting", ["area", "meta"])
+def test_prototype_query_equals_the_decoder(weighting: str) -> None:
+    """bench/_proto_decoder.fused_query (the proposed ImplicitDecoder.query) gives the same numbers,
+    also at borders, on code centres and with a batch of 2; channels-last input too."""
+    dec = _decoder(weighting)
+    h, w = 7, 9
+    proj = torch.randn(2, dec.proj_channels, h, w)
+    coord = torch.rand(2, 200, 2) * torch.tensor([h, w]) - 0.5
+    coord[0, :6] = torch.tensor([[0.0, 0.0], [h - 1.0, w - 1.0], [3.0, 4.0], [-0.5, -0.5],
+                                 [h - 0.5, w - 0.5], [2.0, 5.5]])
+    cell = torch.rand(2, 200, 2)
+    with torch.no_grad():
+        want = dec.query(proj, coord, cell)
+        got = fused_query(dec, proj, coord, cell)
+        got_nhwc = fused_query(dec, proj.permute(0, 2, 3, 1).contiguous(), coord, cell, channels_last=True)
+    for a, b, c in zip(want, got, got_nhwc):
+        assert a.shape == b.shape == c.shape
+        assert torch.allclose(a, b, atol=1e-6, rtol=0) and torch.allclose(a, c, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("rows", [(0, 3), (5, 9), (40, 48), (0, 48), (17, 18)])
+def test_row_band_gives_the_same_colours(rows: tuple[int, int]) -> None:
+    """bench/_proto_engine.row_band (the proposed engine change): a chunk of whole output rows decoded
+    from its LR row band equals the same chunk decoded from the whole proj, borders included."""
+    from bench._proto_engine import row_band
+
+    dec = _decoder("meta")
+    h, w, oh, ow = 13, 11, 48, 40  # x3.7 rows: query rows land on, near and between code centres
+    proj = torch.randn(1, dec.proj_channels, h, w)
+    coord, cell = pixel_query_grid((h, w), (oh, ow))
+    a, b = rows[0] * ow, rows[1] * ow
+    band, shifted = row_band(proj.numpy(), coord[a:b].numpy())
+    assert band.shape[2] < h or rows == (0, 48)
+    with torch.no_grad():
+        want = dec.query(proj, coord[None, a:b], cell[None, a:b])
+        got = dec.query(torch.from_numpy(band), torch.from_numpy(shifted)[None], cell[None, a:b])
+    for x, y in zip(want, got):
+        assert torch.equal(x, y)
