@@ -22,7 +22,10 @@ from .tiling import halo_for, plan_tiles, query_coords
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 DEVICES = ("auto", "cpu", "cuda")
-DEFAULT_CHUNK = 65536
+DEFAULT_CHUNK = 65536  # decoder queries per call on CUDA (big batches keep the GPU busy)
+# On CPU small calls keep the decoder's intermediates (4 x chunk x 256 floats) in cache, and with the
+# row band (see row_band) a call no longer costs a pass over the whole proj: see docs/PERFORMANCE.md.
+CPU_CHUNK = 4096
 
 
 def import_onnxruntime() -> Any:
@@ -46,26 +49,30 @@ def cuda_offered() -> bool:
 @dataclass
 class EngineConfig:
     """How sessions are made: device auto|cpu|cuda, intra-op threads (None: all cores) and the
-    number of decoder queries per onnxruntime call (bounds memory)."""
+    number of decoder queries per onnxruntime call (bounds memory; None: CPU_CHUNK on CPU,
+    DEFAULT_CHUNK on CUDA)."""
 
     device: str = "auto"
     threads: int | None = None
-    chunk: int = DEFAULT_CHUNK
+    chunk: int | None = None
 
 
 class SuperResolver:
     """An mlin/LIIF model ready to run: ``.provider``, ``.card``, ``.halo`` and ``.upscale``."""
 
     def __init__(self, model_path: str | os.PathLike | None = None, device: str = "auto",
-                 threads: int | None = None, chunk: int = DEFAULT_CHUNK) -> None:
-        self.config = EngineConfig(device=str(device).lower(), threads=threads, chunk=int(chunk))
+                 threads: int | None = None, chunk: int | None = None) -> None:
+        self.config = EngineConfig(device=str(device).lower(), threads=threads,
+                                   chunk=None if chunk is None else int(chunk))
         if self.config.device not in DEVICES:
             raise MlinError(f"unknown device {device!r}; use one of {', '.join(DEVICES)}.")
-        if self.config.chunk < 1:
+        if self.config.chunk is not None and self.config.chunk < 1:
             raise MlinError(f"chunk must be >= 1, got {chunk}.")
         self.model_dir: Path = resolve_model(model_path)
         encoder_path, decoder_path = self.model_dir / ENCODER_FILE, self.model_dir / DECODER_FILE
         self._encoder, self._decoder, self.provider = self._make_sessions(encoder_path, decoder_path)
+        if self.config.chunk is None:
+            self.config.chunk = DEFAULT_CHUNK if self.provider == CUDA else CPU_CHUNK
         self.card: ModelCard = self._read_card(encoder_path, decoder_path)
         self.halo: int = halo_for(self.card.receptive_field)
         self._check_io(encoder_path, decoder_path)
@@ -157,7 +164,10 @@ class SuperResolver:
 
     def encode_bound(self, image: np.ndarray) -> Any:
         """``proj`` as an onnxruntime OrtValue left on the execution device (GPU memory on CUDA),
-        so the decoder's many chunk calls do not copy it back and forth."""
+        so the decoder's many chunk calls do not copy it back and forth. On CPU a numpy array, which
+        decode_window cuts into the row band each chunk reads."""
+        if self.provider != CUDA:
+            return self.encode(image)
         binding = self._encoder.io_binding()
         binding.bind_cpu_input("image", self._normalised(image))
         binding.bind_output("proj", self._device)
@@ -183,7 +193,12 @@ class SuperResolver:
         if want_deviation and not self.has_weights:
             raise MlinError(f"model {self.card.name} does not output weights/area_weights, so no weights "
                             "map can be made; re-export it or leave the weights map out.")
-        if isinstance(proj, np.ndarray):
+        # CPU: each chunk gets only the LR rows it reads (the decoder graph transposes all of proj on
+        # every call); CUDA: proj stays bound on the device once.
+        banded = self.provider != CUDA
+        if banded and not isinstance(proj, np.ndarray):
+            proj = proj.numpy()
+        elif not banded and isinstance(proj, np.ndarray):
             proj = import_onnxruntime().OrtValue.ortvalue_from_numpy(
                 np.ascontiguousarray(proj, dtype=np.float32), self._device, 0)
         row_coords = (query_coords(h, oh, r0, r1) - origin[0]).astype(np.float32)
@@ -191,12 +206,18 @@ class SuperResolver:
         cell_value = np.array([h / oh, w / ow], np.float32)
         names = ["rgb", "weights", "area_weights"] if want_deviation else ["rgb"]
         binding = self._decoder.io_binding()
-        binding.bind_ortvalue_input("proj", proj)
+        if not banded:
+            binding.bind_ortvalue_input("proj", proj)
         step = max(1, self.config.chunk // max(1, n_cols))
         for a in range(0, n_rows, step):
             b = min(n_rows, a + step)
             coord = np.empty((b - a, n_cols, 2), np.float32)
             coord[..., 0] = row_coords[a:b, None]
+            if banded:
+                lo, hi = row_band(row_coords[a:b], proj.shape[2])
+                band = np.ascontiguousarray(proj[:, :, lo:hi], dtype=np.float32)  # alive until run
+                binding.bind_cpu_input("proj", band)
+                coord[..., 0] -= np.float32(lo)
             coord[..., 1] = col_coords[None, :]
             coord = coord.reshape(-1, 2)
             cell = np.ascontiguousarray(np.broadcast_to(cell_value, coord.shape))
@@ -233,6 +254,16 @@ class SuperResolver:
                 proj, (r.read_start, c.read_start), (h, w), (oh, ow),
                 (r.out_start, r.out_stop), (c.out_start, c.out_stop), clip=clip)[0]
         return out
+
+
+def row_band(rows: np.ndarray, h: int) -> tuple[int, int]:
+    """LR rows ``[lo, hi)`` of a tile's proj that queries at these (tile-relative, float32) row
+    coordinates read: ``floor`` and ``floor + 1`` of each, plus one row of margin for the epsilon
+    shift. Exact: subtracting the integer ``lo`` from a float32 coordinate >= ``lo`` is exact, and the
+    decoder clamps only at band edges that are also the tile's edges."""
+    lo = max(0, int(np.floor(rows.min())) - 1)
+    hi = min(h, int(np.floor(rows.max())) + 3)
+    return lo, hi
 
 
 def check_image(image: np.ndarray) -> np.ndarray:
