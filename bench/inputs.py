@@ -132,7 +132,9 @@ def find_models(names: list[str] | None, shared: Path | None, overrides: dict[st
             model = load_model(checkpoint)
             weights = f"torch: {_rel(checkpoint)}; ONNX: {_rel(onnx_dir)} (shipped)"
         else:
+            looked = ", ".join(_rel(p) for p in paths) or f"no *.pth in {_rel(onnx_dir)}, no known location"
             torch.manual_seed(0)
+            # the card gives proj's channels = first hidden width (256 in LIIF's MLP) + meta width
             meta_hidden = int(card["feature_channels"]) - 256 if card["weighting"] == "meta" else 64
             model = ImplicitSR(card["encoder"], DecoderConfig(weighting=card["weighting"],
                                                               meta_hidden=max(meta_hidden, 1)))
@@ -143,8 +145,8 @@ def find_models(names: list[str] | None, shared: Path | None, overrides: dict[st
 
             onnx_dir = tmp / name
             export_model(model, onnx_dir, card)
-            weights = (f"RANDOM weights (checkpoint {' or '.join(str(_rel(p)) for p in paths) or 'unknown'} "
-                       f"absent); ONNX: a temporary export of them (the shipped graph's speed, not its file)")
+            weights = (f"RANDOM weights (no checkpoint found: {looked}); ONNX: a temporary export of them "
+                       "(the shipped graph's speed, not its file)")
         found.append(BenchModel(name, onnx_dir, model, weights, card))
     if not found:
         raise SystemExit(f"bench: no ONNX model pair under {ROOT / 'models'}")
