@@ -9,6 +9,7 @@ decoder.onnx alone and its FLOP count leaves the projection out (see bench.flops
 from __future__ import annotations
 
 import os
+from abc import ABC, abstractmethod
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -27,15 +28,16 @@ class Timing:
     decoder: float | None
 
 
-class Row:
+class Row(ABC):
     """A way to super-resolve; `macs_per_pixel` (decoder multiply-adds per output pixel) or None."""
 
     key: str = ""
     label: str = ""
     device: str = "cpu"
 
+    @abstractmethod
     def run(self, lr: np.ndarray, out_size: tuple[int, int]) -> Timing:
-        raise NotImplementedError
+        """Super-resolve `lr` to `out_size`, timed."""
 
     def macs_per_pixel(self, lr_pixels: int, out_pixels: int) -> float | None:
         return None
@@ -68,8 +70,9 @@ class _TorchRow(Row):
         out = (rgb * self.model.input_std + self.model.input_mean)[0].T.reshape(3, *out_size)
         return Timing(out.float().cpu().numpy(), t2 - t0, t2 - t1)
 
+    @abstractmethod
     def decode(self, feat: Any, out_size: tuple[int, int]) -> Any:
-        raise NotImplementedError
+        """Decoder output (normalised RGB) for the whole output grid."""
 
 
 class TorchStraightforward(_TorchRow):
