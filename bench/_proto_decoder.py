@@ -2,7 +2,7 @@
 
 - `fused_query`: the four neighbours batched into one pass. The exported decoder runs LIIF's loop
   literally (4 gathers, 4 tail MLPs on (1, N, 256) rows); onnxruntime does not fuse 3-D MatMul + Add
-  (bias) + Relu, and `code[..., :hid]` copies the gathered block when there is no meta network.
+  (bias) + Relu.
   Here the four neighbours' rows form one (4BN, C) 2-D block: one Gather, one `addmm` for the
   coordinate/cell terms (Gemm with the codes as C), one tail MLP whose Linear layers export as
   Gemm and fuse with their Relu (FusedGemm). `channels_last` takes proj as (B, h, w, C).
@@ -43,7 +43,6 @@ def fused_query(dec: ImplicitDecoder, proj: torch.Tensor, coord: torch.Tensor, c
         b, c, h, w = proj.shape
         flat = proj.permute(0, 2, 3, 1).reshape(b * h * w, c)
     n = coord.shape[1]
-    hid = dec.first_width
     base = torch.floor(coord + _EPS_PX)
     row_shift = torch.tensor(_ROW_SHIFT, dtype=coord.dtype, device=coord.device)
     col_shift = torch.tensor(_COL_SHIFT, dtype=coord.dtype, device=coord.device)
@@ -56,9 +55,9 @@ def fused_query(dec: ImplicitDecoder, proj: torch.Tensor, coord: torch.Tensor, c
     rel_cell = (cell * 2.0).unsqueeze(2).expand(b, n, 4, 2)  # LIIF's cell input is in half-pixel units
     geo = torch.cat((rel, rel_cell), dim=-1).reshape(-1, 4)
     w1 = dec.imnet.layers[0].weight
-    # code + geo @ w_geo^T as one Gemm (C = code); no slice when code is exactly the first layer.
-    first = code if dec.meta is None else code[:, :hid]
-    pred = dec.imnet.tail(torch.addmm(first, geo, w1[:, dec.code_dim:].t())).view(b, n, 4, -1)
+    # code + geo @ w_geo^T as one Gemm (C = code: proj is exactly the first layer).
+    hidden = dec.imnet.trunk_tail(torch.addmm(code, geo, w1[:, dec.code_dim:].t()))
+    pred = dec.imnet.head(hidden).view(b, n, 4, -1)
     area = torch.abs(rel[..., 0] * rel[..., 1]) + 1e-9  # (B, N, 4)
     # Each neighbour is weighted by the area of the rectangle diagonally opposite to it.
     area = torch.flip(area, dims=(-1,))
@@ -66,9 +65,8 @@ def fused_query(dec: ImplicitDecoder, proj: torch.Tensor, coord: torch.Tensor, c
     if dec.meta is None:
         weights = area_w
     else:
-        embed = torch.addmm(code[:, hid:], geo, dec.meta.embed.weight[:, dec.code_dim:].t())
-        # = cat of the 4 embeddings in order; 2-D so the head's Linear layers export as Gemm.
-        correction = dec.meta.head(F.relu(embed).view(b * n, -1)).view(b, n, 4)
+        # the four neighbours' trunk features side by side, in order; 2-D so the Linear layers are Gemms
+        correction = dec.meta.logits_from_stack(hidden.view(b * n, 4, -1)).view(b, n, 4)
         logits = torch.log(area_w) + correction if dec.cfg.meta_residual else correction
         weights = torch.softmax(logits, dim=-1)
     rgb = (pred * weights.unsqueeze(-1)).sum(dim=2)
@@ -130,7 +128,6 @@ def channels_first_query(dec: ImplicitDecoder, proj: torch.Tensor, coord: torch.
     (Gemm does them as separate passes over the whole output)."""
     b, c, h, w = proj.shape
     n = coord.shape[1]
-    hid = dec.first_width
     # (C, B*h*w); for one image (the exported graph) a reshape, so no copy of proj at all
     table = proj.reshape(c, h * w) if b == 1 else proj.permute(1, 0, 2, 3).reshape(c, b * h * w)
     base = torch.floor(coord + _EPS_PX)  # (B, N, 2)
@@ -149,20 +146,19 @@ def channels_first_query(dec: ImplicitDecoder, proj: torch.Tensor, coord: torch.
         weight = layer.weight if x.shape[1] == layer.in_features else layer.weight[:, dec.code_dim:]
         return F.conv2d(x, weight.reshape(weight.shape[0], -1, 1, 1), layer.bias if bias else None)
 
-    first = code if dec.meta is None else code[:, :hid]
-    x = first + conv(geo, dec.imnet.layers[0], bias=False)  # the first layer's bias is inside proj
-    for layer in dec.imnet.layers[1:]:
+    x = code + conv(geo, dec.imnet.layers[0], bias=False)  # the first layer's bias is inside proj
+    for layer in dec.imnet.layers[1:-1]:
         x = layer(x) if not isinstance(layer, nn.Linear) else conv(x, layer)
-    pred = x.view(-1, 4, b, n)  # (out, 4, B, N)
+    hidden = x  # (1, H, 4BN, 1): the trunk's last hidden layer
+    pred = conv(hidden, dec.imnet.layers[-1]).view(-1, 4, b, n)  # (out, 4, B, N)
     area = torch.abs(rel_y * rel_x) + 1e-9  # (4, B, N)
     area = torch.flip(area, dims=(0,))
     area_w = area / area.sum(dim=0, keepdim=True)
     if dec.meta is None:
         weights = area_w
     else:
-        embed = code[:, hid:] + conv(geo, dec.meta.embed, bias=False)  # (1, mh, 4BN, 1)
-        rows = F.relu(embed).view(-1, 4, b, n).permute(2, 3, 1, 0).reshape(b * n, -1)
-        correction = dec.meta.head(rows).view(b, n, 4).permute(2, 0, 1)
+        rows = hidden.view(-1, 4, b, n).permute(2, 3, 1, 0)  # (B, N, 4, H)
+        correction = dec.meta.logits_from_stack(rows).permute(2, 0, 1)
         logits = torch.log(area_w) + correction if dec.cfg.meta_residual else correction
         weights = torch.softmax(logits, dim=0)
     rgb = (pred * weights.unsqueeze(0)).sum(dim=1)  # (out, B, N)

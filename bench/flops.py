@@ -27,13 +27,13 @@ def straightforward_macs_per_query(dec: ImplicitDecoder) -> int:
 
 
 def factored_macs_per_query(dec: ImplicitDecoder) -> int:
-    """`query`: per neighbour only the 4 coordinate/cell columns of the first layer(s), then the tail.
+    """`query`: per neighbour only the 4 coordinate/cell columns of the first layer, then the tail.
 
     LIIF [256]x4: 4 x (4*256 + 3*256*256 + 256*3) = 793,600."""
     first = dec.imnet.layers[0]
     per_neighbour = 4 * first.out_features + _macs(dec.imnet.layers[1:])
-    if dec.meta is not None:
-        per_neighbour += 4 * dec.meta.embed.out_features
+    if dec.meta is not None:  # the meta embedding reads the trunk's last hidden layer
+        per_neighbour += _macs(dec.meta.embed)
     return K * per_neighbour + (_macs(dec.meta.head) if dec.meta is not None else 0)
 
 

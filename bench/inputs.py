@@ -134,10 +134,7 @@ def find_models(names: list[str] | None, shared: Path | None, overrides: dict[st
         else:
             looked = ", ".join(_rel(p) for p in paths) or f"no *.pth in {_rel(onnx_dir)}, no known location"
             torch.manual_seed(0)
-            # the card gives proj's channels = first hidden width (256 in LIIF's MLP) + meta width
-            meta_hidden = int(card["feature_channels"]) - 256 if card["weighting"] == "meta" else 64
-            model = ImplicitSR(card["encoder"], DecoderConfig(weighting=card["weighting"],
-                                                              meta_hidden=max(meta_hidden, 1)))
+            model = ImplicitSR(card["encoder"], DecoderConfig(weighting=card["weighting"]))
             if model.decoder.meta is not None:  # a non-zero meta head so the meta path really runs
                 torch.nn.init.normal_(model.decoder.meta.head[2].weight, std=0.05)
             model.eval()

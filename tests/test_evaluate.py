@@ -241,3 +241,36 @@ def test_merge_results_joins_methods_and_refuses_other_images():
     assert merged["mean"]["mlin"]["x2"]["psnr"] == 25.5 and merged["mean"]["liif"]["x2"]["psnr"] == 25.0
     with pytest.raises(Exception, match="same images and scales"):
         merge_results([part("liif", 25.0, ["a.png"]), part("mlin", 25.5, ["b.png"])])
+
+
+@pytest.mark.skipif(not (LIIF_CKPT.is_file() and UCM_VAL.is_dir()),
+                    reason="../shared (LIIF weights and UCMerced val) not present in this clone")
+def test_onnx_model_folder_evaluates_like_its_checkpoint(tmp_path: Path) -> None:
+    """An exported model folder is evaluated through onnxruntime (what ships) and gives the same
+    numbers as the torch checkpoint it was exported from."""
+    data = tmp_path / "crops"
+    data.mkdir()
+    src = sorted((UCM_VAL / "denseresidential").glob("*.png"))[0]
+    Image.fromarray(load_image(src)[64:144, 64:144]).save(data / "crop.png")
+    liif_onnx = Path(__file__).resolve().parents[1] / "models" / "liif-edsr-div2k"
+    res = ev.evaluate({"onnx": liif_onnx, "torch": LIIF_CKPT}, data, "2,3.5", progress=False)
+    assert res["checkpoints"]["onnx"] == str(liif_onnx)
+    for key in ("2", "3.5"):
+        a, b = res["per_image"]["onnx"][key]["psnr"][0], res["per_image"]["torch"][key]["psnr"][0]
+        assert a > res["per_image"]["bicubic"][key]["psnr"][0] + 0.5
+        assert abs(a - b) < 1e-3, (key, a, b)
+
+
+def test_paired_diff_by_hand() -> None:
+    from scripts.paired_diff import markdown, paired
+
+    per = {"a": {"2": {"psnr": [30.0, 31.0, 32.0], "ssim": [0.9, 0.8, 0.7]}},
+           "b": {"2": {"psnr": [29.0, 31.5, 31.0], "ssim": [0.9, 0.7, 0.6]}}}
+    rows = paired({"per_image": per}, "a", "b")
+    # differences 1, -0.5, 1: mean 0.5, sample sd sqrt(0.75), se 0.5
+    assert rows[0]["n"] == 3 and rows[0]["psnr"]["wins"] == 2
+    assert rows[0]["psnr"]["mean"] == pytest.approx(0.5) and rows[0]["psnr"]["se"] == pytest.approx(0.5)
+    assert rows[0]["ssim"]["wins"] == 2 and rows[0]["ssim"]["ties"] == 1
+    assert "| x2 | +0.500 ± 0.500 | 2/3 |" in markdown(rows, "a", "b")
+    with pytest.raises(SystemExit, match="no method 'c'"):
+        paired({"per_image": per}, "a", "c")

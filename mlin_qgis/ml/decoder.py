@@ -31,7 +31,8 @@ class DecoderConfig:
     hidden: List[int] = field(default_factory=lambda: [256, 256, 256, 256])
     out_dim: int = 3
     weighting: str = "area"  # "area": LIIF local ensemble; "meta": MLIN meta-weight network
-    meta_hidden: int = 64
+    meta_hidden: int = 64  # width of the meta head that sees the four neighbours together
+    meta_embed: int = 32  # per-neighbour embedding of the trunk's last hidden layer
     # logits = log(area weights) + learned correction (zero at start), so meta starts as LIIF.
     meta_residual: bool = True
 
@@ -60,23 +61,44 @@ class MLP(nn.Module):
         """Everything after the first linear layer (the factored path supplies its output)."""
         return self.layers[1:](h1)
 
+    def trunk(self, x: torch.Tensor) -> torch.Tensor:
+        """The last hidden layer (after its ReLU): what the meta-weight network reads."""
+        return self.layers[:-1](x)
+
+    def trunk_tail(self, h1: torch.Tensor) -> torch.Tensor:
+        """`trunk` from the first linear layer's output (the factored path)."""
+        return self.layers[1:-1](h1)
+
+    def head(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The output layer: last hidden layer -> colour."""
+        return self.layers[-1](hidden)
+
 
 class MetaWeightNet(nn.Module):
     """Sees the four (code, offset, cell) tuples together and proposes four mixing logits.
 
-    Each tuple is embedded by one linear layer (factored like the decoder's first layer), the four
-    embeddings are concatenated (fixed neighbour order) and a small MLP outputs a logit correction.
-    The last layer starts at zero so the network starts exactly at LIIF's area weights."""
+    A tuple is described by the decoder trunk's last hidden layer for it (the MLP up to its output
+    layer): a function of exactly (code, offset, cell) that is already meaningful at the start,
+    because the trunk comes from LIIF. Each description is embedded by one shared linear layer, the
+    four embeddings are concatenated in the fixed neighbour order (so the head can compare the
+    neighbours, e.g. see that two of them disagree across an edge) and a small MLP outputs a
+    logit correction. The last layer starts at zero, so MLIN starts exactly at LIIF's area weights.
+    (A first version embedded the raw 580-d tuples with a fresh linear layer; at the CPU budget it
+    hardly moved from the area weights and tied the ablation: docs/results/README.md.)"""
 
-    def __init__(self, in_dim: int, hidden: int) -> None:
+    def __init__(self, in_dim: int, embed: int, hidden: int) -> None:
         super().__init__()
-        self.embed = nn.Linear(in_dim, hidden)
-        self.head = nn.Sequential(nn.Linear(4 * hidden, hidden), nn.ReLU(), nn.Linear(hidden, 4))
+        self.embed = nn.Linear(in_dim, embed)
+        self.head = nn.Sequential(nn.Linear(4 * embed, hidden), nn.ReLU(), nn.Linear(hidden, 4))
         nn.init.zeros_(self.head[2].weight)
         nn.init.zeros_(self.head[2].bias)
 
-    def logits(self, embeddings: List[torch.Tensor]) -> torch.Tensor:
-        return self.head(torch.cat([F.relu(e) for e in embeddings], dim=-1))
+    def logits_from_stack(self, hidden: torch.Tensor) -> torch.Tensor:
+        """(..., 4, in_dim) trunk features of the four neighbours -> (..., 4) logit corrections."""
+        return self.head(F.relu(self.embed(hidden)).flatten(-2))
+
+    def logits(self, hiddens: List[torch.Tensor]) -> torch.Tensor:
+        return self.logits_from_stack(torch.stack(hiddens, dim=-2))
 
 
 class ImplicitDecoder(nn.Module):
@@ -85,32 +107,25 @@ class ImplicitDecoder(nn.Module):
         self.cfg = cfg
         self.code_dim = cfg.feat_dim * 9
         in_dim = self.code_dim + 4
+        if cfg.weighting == "meta" and not cfg.hidden:
+            raise ValueError("meta weighting needs a decoder MLP with a hidden layer (the meta network reads the last)")
         self.imnet = MLP(in_dim, cfg.hidden, cfg.out_dim)
-        self.meta = MetaWeightNet(in_dim, cfg.meta_hidden) if cfg.weighting == "meta" else None
+        self.meta = MetaWeightNet(cfg.hidden[-1], cfg.meta_embed, cfg.meta_hidden) if cfg.weighting == "meta" else None
 
     # ---- factored path -------------------------------------------------------------------
     @property
     def proj_channels(self) -> int:
-        return self.first_width + (self.cfg.meta_hidden if self.meta is not None else 0)
+        return self.first_width
 
     @property
     def first_width(self) -> int:
         return self.cfg.hidden[0] if self.cfg.hidden else self.cfg.out_dim
 
-    def _first_layers(self) -> List[nn.Linear]:
-        first = [self.imnet.layers[0]]
-        if self.meta is not None:
-            first.append(self.meta.embed)
-        return first
-
     def project(self, feat: torch.Tensor) -> torch.Tensor:
-        """Apply the first layer(s) to every 3x3-unfolded code at once, as a 3x3 convolution."""
-        weights, biases = [], []
-        c = self.cfg.feat_dim
-        for layer in self._first_layers():
-            weights.append(layer.weight[:, : self.code_dim].reshape(-1, c, 3, 3))
-            biases.append(layer.bias)
-        return F.conv2d(feat, torch.cat(weights), torch.cat(biases), padding=1)
+        """Apply the first layer to every 3x3-unfolded code at once, as a 3x3 convolution."""
+        first = self.imnet.layers[0]
+        weight = first.weight[:, : self.code_dim].reshape(-1, self.cfg.feat_dim, 3, 3)
+        return F.conv2d(feat, weight, first.bias, padding=1)
 
     def query(
         self, proj: torch.Tensor, coord: torch.Tensor, cell: torch.Tensor
@@ -124,12 +139,9 @@ class ImplicitDecoder(nn.Module):
         offset = (torch.arange(b, device=proj.device) * (h * w)).view(b, 1)
         base = torch.floor(coord + _EPS_PX)
         rel_cell = cell * 2.0  # LIIF's cell input is in half-pixel units
-        hid = self.first_width
-        w1 = self.imnet.layers[0].weight
-        w_geo = w1[:, self.code_dim :]  # coordinate and cell columns
-        m_geo = self.meta.embed.weight[:, self.code_dim :] if self.meta is not None else None
+        w_geo = self.imnet.layers[0].weight[:, self.code_dim :]  # coordinate and cell columns
 
-        preds, areas, embeds = [], [], []
+        preds, areas, hiddens = [], [], []
         for dy, dx in NEIGHBOURS:
             iy = torch.clamp(base[..., 0] + (dy + 1) // 2, 0, h - 1)
             ix = torch.clamp(base[..., 1] + (dx + 1) // 2, 0, w - 1)
@@ -137,14 +149,15 @@ class ImplicitDecoder(nn.Module):
             idx = (iy * w + ix).long() + offset
             code = flat[idx.reshape(-1)].reshape(b, n, c)
             geo = torch.cat((rel, rel_cell), dim=-1)
-            preds.append(self.imnet.tail(code[..., :hid] + geo @ w_geo.t()))
+            first = code + geo @ w_geo.t()
+            hidden = self.imnet.trunk_tail(first) if self.cfg.hidden else first  # no hidden: linear
+            preds.append(self.imnet.head(hidden) if self.cfg.hidden else first)
             areas.append(torch.abs(rel[..., 0] * rel[..., 1]) + 1e-9)
-            if m_geo is not None:
-                embeds.append(code[..., hid:] + geo @ m_geo.t())
-        return self._mix(preds, areas, embeds)
+            hiddens.append(hidden)
+        return self._mix(preds, areas, hiddens)
 
     def _mix(
-        self, preds: List[torch.Tensor], areas: List[torch.Tensor], embeds: List[torch.Tensor]
+        self, preds: List[torch.Tensor], areas: List[torch.Tensor], hiddens: List[torch.Tensor]
     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         # Each neighbour is weighted by the area of the rectangle diagonally opposite to it.
         area = torch.stack(areas[::-1], dim=-1)
@@ -152,7 +165,7 @@ class ImplicitDecoder(nn.Module):
         if self.meta is None:
             weights = area_w
         else:
-            correction = self.meta.logits(embeds)
+            correction = self.meta.logits(hiddens)
             logits = torch.log(area_w) + correction if self.cfg.meta_residual else correction
             weights = torch.softmax(logits, dim=-1)
         rgb = sum(p * weights[..., i : i + 1] for i, p in enumerate(preds))
@@ -167,7 +180,7 @@ class ImplicitDecoder(nn.Module):
         unfolded = F.unfold(feat, 3, padding=1).view(b, c * 9, h, w)
         rx, ry = 1.0 / h, 1.0 / w
         feat_coord = make_coord((h, w), device=feat.device).permute(2, 0, 1).unsqueeze(0).expand(b, 2, h, w)
-        preds, areas, embeds = [], [], []
+        preds, areas, hiddens = [], [], []
         for dy, dx in NEIGHBOURS:
             shifted = coord.clone()
             shifted[..., 0] += dy * rx + _LIIF_EPS
@@ -180,11 +193,11 @@ class ImplicitDecoder(nn.Module):
             rel = torch.stack((rel[..., 0] * h, rel[..., 1] * w), dim=-1)
             rel_cell = torch.stack((cell[..., 0] * h, cell[..., 1] * w), dim=-1)
             inp = torch.cat((q_feat, rel, rel_cell), dim=-1)
-            preds.append(self.imnet(inp))
+            hidden = self.imnet.trunk(inp)
+            preds.append(self.imnet.head(hidden))
             areas.append(torch.abs(rel[..., 0] * rel[..., 1]) + 1e-9)
-            if self.meta is not None:
-                embeds.append(self.meta.embed(inp))
-        return self._mix(preds, areas, embeds)
+            hiddens.append(hidden)
+        return self._mix(preds, areas, hiddens)
 
 
 def make_coord(shape: Tuple[int, int], device: torch.device | None = None) -> torch.Tensor:

@@ -36,6 +36,7 @@ class TrainConfig:
     encoder_checkpoint: str = "../shared/weights/edsr-baseline-liif.pth"
     weighting: str = "meta"
     meta_hidden: int = 64
+    meta_embed: int = 32
     meta_residual: bool = True
     iterations: int = 3000
     batch_size: int = 8
@@ -93,8 +94,10 @@ def seed_everything(seed: int) -> None:
 def build_model(cfg: TrainConfig) -> ImplicitSR:
     """Encoder (frozen) + decoder from the LIIF checkpoint; the meta network starts at LIIF's weights."""
     model = load_model(cfg.encoder_checkpoint, weighting=cfg.weighting)
-    if cfg.weighting == "meta" and (model.decoder.cfg.meta_hidden != cfg.meta_hidden or not cfg.meta_residual):
-        fresh = DecoderConfig(**{**asdict(model.decoder.cfg), "meta_hidden": cfg.meta_hidden,
+    dec = model.decoder.cfg
+    if cfg.weighting == "meta" and (dec.meta_hidden, dec.meta_embed, dec.meta_residual) != (
+            cfg.meta_hidden, cfg.meta_embed, cfg.meta_residual):
+        fresh = DecoderConfig(**{**asdict(dec), "meta_hidden": cfg.meta_hidden, "meta_embed": cfg.meta_embed,
                                  "meta_residual": cfg.meta_residual})
         imnet = model.decoder.imnet.state_dict()
         model.decoder = type(model.decoder)(fresh)
