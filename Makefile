@@ -30,6 +30,15 @@ train-mlin: setup
 train-ablation: setup
 	$(PY) -m mlin_qgis train --config configs/liif_area_ucmerced.yaml
 
+## The quality table of the model card: bicubic, official LIIF, the area-weight ablation (when its run
+## is in runs/) and the shipped MLIN on UC Merced val, whole images (~20 min per model on one core).
+VAL ?= $(SHARED)/data/ucmerced/val
+SCALES ?= 2,2.5,3,3.5,4,6,8,10
+evaluate: setup
+	$(PY) -m mlin_qgis evaluate --data $(VAL) --scales $(SCALES) --out build/eval \
+	  --checkpoint liif=models/liif-edsr-div2k --checkpoint mlin=models/mlin-edsr-ucmerced \
+	  $$([ -f runs/liif-area/checkpoint.pth ] && echo --checkpoint liif-area-rs=runs/liif-area/checkpoint.pth)
+
 ## Re-export the official LIIF checkpoint as the area-weight baseline model.
 export-liif: setup
 	$(PY) -m mlin_qgis export --checkpoint $(SHARED)/weights/edsr-baseline-liif.pth --out models/liif-edsr-div2k

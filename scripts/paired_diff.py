@@ -41,7 +41,7 @@ def markdown(rows: List[Dict[str, Any]], a: str, b: str) -> str:
              "|---|---:|---:|---:|---:|"]
     for r in rows:
         p, s = r["psnr"], r["ssim"]
-        lines.append(f"| x{r['scale']} | {p['mean']:+.3f} ± {p['se']:.3f} | {p['wins']}/{r['n']} | "
+        lines.append(f"| x{r['scale']} | {p['mean']:+.4f} ± {p['se']:.4f} | {p['wins']}/{r['n']} | "
                      f"{s['mean']:+.4f} ± {s['se']:.4f} | {s['wins']}/{r['n']} |")
     return "\n".join(lines)
 

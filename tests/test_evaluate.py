@@ -271,6 +271,6 @@ def test_paired_diff_by_hand() -> None:
     assert rows[0]["n"] == 3 and rows[0]["psnr"]["wins"] == 2
     assert rows[0]["psnr"]["mean"] == pytest.approx(0.5) and rows[0]["psnr"]["se"] == pytest.approx(0.5)
     assert rows[0]["ssim"]["wins"] == 2 and rows[0]["ssim"]["ties"] == 1
-    assert "| x2 | +0.500 ± 0.500 | 2/3 |" in markdown(rows, "a", "b")
+    assert "| x2 | +0.5000 ± 0.5000 | 2/3 |" in markdown(rows, "a", "b")
     with pytest.raises(SystemExit, match="no method 'c'"):
         paired({"per_image": per}, "a", "c")

@@ -84,7 +84,7 @@ class MetaWeightNet(nn.Module):
     neighbours, e.g. see that two of them disagree across an edge) and a small MLP outputs a
     logit correction. The last layer starts at zero, so MLIN starts exactly at LIIF's area weights.
     (A first version embedded the raw 580-d tuples with a fresh linear layer; at the CPU budget it
-    hardly moved from the area weights and tied the ablation: docs/results/README.md.)"""
+    hardly moved from the area weights and tied the ablation: models/mlin-edsr-ucmerced/MODEL_CARD.md.)"""
 
     def __init__(self, in_dim: int, embed: int, hidden: int) -> None:
         super().__init__()
