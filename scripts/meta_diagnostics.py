@@ -28,13 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mlin_qgis.ml.data import CropSource, FeatureBank, SamplerConfig, training_images  # noqa: E402
 from mlin_qgis.ml.decoder import DecoderConfig, ImplicitDecoder, pixel_query_grid  # noqa: E402
 from mlin_qgis.ml.images import list_images, load_image  # noqa: E402
+from mlin_qgis.ml.metrics import psnr as _psnr  # noqa: E402  (the evaluation protocol's PSNR)
 from mlin_qgis.ml.model import load_model  # noqa: E402
 from mlin_qgis.ml.resize import resize_bicubic  # noqa: E402
-
-
-def _psnr(x: torch.Tensor, y: torch.Tensor, shave: int) -> float:
-    x, y = x.clamp(0, 1)[..., shave:-shave, shave:-shave], y[..., shave:-shave, shave:-shave]
-    return -10 * math.log10(((x - y) ** 2).mean().item())
 
 
 def headroom(args: argparse.Namespace) -> None:
