@@ -20,15 +20,26 @@ from mlin_qgis.ml.export import default_card, export_model, quality_from_results
 from mlin_qgis.ml.model import load_model  # noqa: E402
 
 
-def budget_text(train: dict, hardware: str) -> str:
-    cfg = train["config"]
+def phase_text(phase: dict, hardware: str) -> str:
+    cfg = phase["config"]
     sampler = cfg["sampler"]
     rates = f"decoder lr {cfg['lr']:g}" + (f", meta lr {cfg['lr_meta']:g}" if cfg["weighting"] == "meta" else "")
-    return (f"{train['iteration']} iterations, batch {cfg['batch_size']}, {sampler['sample_q']} queries per "
-            f"{sampler['lr_size']}x{sampler['lr_size']} crop, scales U({sampler['scale_min']:g}, "
-            f"{sampler['scale_max']:g}), Adam ({rates}), warm-up {cfg['warmup']} then cosine; "
-            f"{train['seconds'] / 3600:.2f} h wall on {hardware}; crop bank of {cfg['bank_size']} encoded crops "
-            f"refreshed {cfg['bank_refresh']} per iteration; seed {cfg['seed']}")
+    return (f"{phase['iteration']} iterations with {cfg.get('loss', 'l1').upper()} loss, batch {cfg['batch_size']}, "
+            f"{sampler['sample_q']} queries per {sampler['lr_size']}x{sampler['lr_size']} crop, scales "
+            f"U({sampler['scale_min']:g}, {sampler['scale_max']:g}), Adam ({rates}), warm-up {cfg['warmup']} then "
+            f"cosine; {phase['seconds'] / 3600:.2f} h wall on {hardware}; crop bank of {cfg['bank_size']} encoded "
+            f"crops refreshed {cfg['bank_refresh']} per iteration; seed {cfg['seed']}")
+
+
+def budget_text(train: dict, hardware: str) -> str:
+    """One sentence per training phase (a continuation keeps the record of the run it started from)."""
+    phases = list(train.get("phases", [])) + [train]
+    text = " Then ".join(phase_text(p, hardware) for p in phases)
+    if len(phases) > 1:
+        total_it = sum(p["iteration"] for p in phases)
+        total_h = sum(p["seconds"] for p in phases) / 3600
+        text += f". In all: {total_it} iterations, {total_h:.2f} h"
+    return text
 
 
 def main() -> int:

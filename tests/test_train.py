@@ -80,10 +80,39 @@ def test_resume_continues_where_it_stopped(tiny_setup, tmp_path):
                            torch.load(ckpt, weights_only=False)["state_dict"]["decoder.imnet.layers.8.bias"])
 
 
+def test_continuation_with_l2_starts_from_the_earlier_run_and_keeps_its_record(tiny_setup, tmp_path):
+    root, ckpt = tiny_setup
+    first = train(_config(root, ckpt, tmp_path / "l1", iterations=4, checkpoint_every=4), progress=False)
+    cfg = _config(root, ckpt, tmp_path / "l2", iterations=3, checkpoint_every=3, loss="l2", init_checkpoint=str(first))
+    start = build_model(cfg)
+    l1_state = torch.load(first, weights_only=False)
+    for key in ("decoder.imnet.layers.8.bias", "decoder.meta.head.2.weight"):
+        assert torch.equal(start.state_dict()[key], l1_state["state_dict"][key]), key
+    # The L1 phase moved the meta head off zero, so this checks the continuation did not reset it.
+    assert l1_state["state_dict"]["decoder.meta.head.2.weight"].abs().sum() > 0
+    state = torch.load(train(cfg, progress=False), weights_only=False)
+    assert [p["iteration"] for p in state["train"]["phases"]] == [4]
+    assert state["train"]["phases"][0]["config"]["loss"] == "l1" and state["train"]["config"]["loss"] == "l2"
+    assert state["card"]["training_budget"].startswith("4 iterations (L1) then 3 iterations (L2)")
+    # The L2 objective is what the continuation lowered: squared error, not absolute error.
+    source = CropSource(sorted(root.rglob("*.png")), cfg.sampler, seed=7)
+    bank = FeatureBank(source, start.encode, 8)
+    bank.fill(8)
+    b = bank.batch(np.random.default_rng(3), 4, 256, 48)
+    with torch.no_grad():
+        l2 = training_loss(start, b.feat, b.coord, b.cell, b.target, "l2").item()
+        l1 = training_loss(start, b.feat, b.coord, b.cell, b.target, "l1").item()
+    assert l2 != pytest.approx(l1) and l2 < l1  # errors below 1 in normalised units: squares are smaller
+
+
 def test_bad_configs_name_the_problem(tiny_setup, tmp_path):
     root, ckpt = tiny_setup
     with pytest.raises(ValueError, match="unknown training config keys: itertions"):
         TrainConfig.from_dict({"itertions": 5})
+    with pytest.raises(ValueError, match="unknown loss 'l3'; choose one of: l1, l2"):
+        TrainConfig.from_dict({"loss": "l3"})
+    with pytest.raises(ValueError, match="has 'area' weights, the config asks for 'meta'"):
+        build_model(_config(root, ckpt, tmp_path / "r0", init_checkpoint=str(ckpt)))
     with pytest.raises(FileNotFoundError, match="training config not found"):
         TrainConfig.from_yaml(tmp_path / "nope.yaml")
     empty = tmp_path / "empty"

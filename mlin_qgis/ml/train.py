@@ -1,4 +1,4 @@
-"""Training: decoder (+ meta-weight network) on a frozen encoder, LIIF protocol, L1 loss.
+"""Training: decoder (+ meta-weight network) on a frozen encoder, LIIF protocol, L1 (or L2) loss.
 
 `python -m mlin_qgis train --config FILE.yaml`; the same as `train(TrainConfig(...))` in Python.
 Only decoder parameters reach the optimizer; the encoder is frozen (requires_grad False, eval mode)
@@ -25,6 +25,9 @@ from .model import ImplicitSR, load_model, save_model
 from .resize import resize_bicubic
 
 
+LOSSES = ("l1", "l2")
+
+
 @dataclass
 class TrainConfig:
     data_root: str = "../shared/data/ucmerced/train"
@@ -34,6 +37,10 @@ class TrainConfig:
     val_images: int = 12  # a fixed, small val subset tracked during training (full eval: `evaluate`)
     val_scales: List[float] = field(default_factory=lambda: [2.0, 4.0])
     encoder_checkpoint: str = "../shared/weights/edsr-baseline-liif.pth"
+    # Start the decoder (and meta network) from an earlier run of ours instead of LIIF's MLP; that
+    # run's record is kept as an earlier phase, so the card states the whole budget.
+    init_checkpoint: Optional[str] = None
+    loss: str = "l1"  # "l1" as in LIIF, or "l2": the squared error that PSNR measures
     weighting: str = "meta"
     meta_hidden: int = 64
     meta_embed: int = 32
@@ -53,6 +60,10 @@ class TrainConfig:
     checkpoint_every: int = 250
     log_every: int = 25
     resume: bool = True
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ValueError(f"unknown loss '{self.loss}'; choose one of: {', '.join(LOSSES)}")
 
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> "TrainConfig":
@@ -92,8 +103,16 @@ def seed_everything(seed: int) -> None:
 
 
 def build_model(cfg: TrainConfig) -> ImplicitSR:
-    """Encoder (frozen) + decoder from the LIIF checkpoint; the meta network starts at LIIF's weights."""
-    model = load_model(cfg.encoder_checkpoint, weighting=cfg.weighting)
+    """Encoder (frozen) + decoder from the LIIF checkpoint; the meta network starts at LIIF's weights.
+
+    With `init_checkpoint`, everything starts from that earlier run of ours (same weighting)."""
+    if cfg.init_checkpoint:
+        model = load_model(cfg.init_checkpoint)
+        if model.decoder.cfg.weighting != cfg.weighting:
+            raise ValueError(f"init_checkpoint {cfg.init_checkpoint} has '{model.decoder.cfg.weighting}' weights, "
+                             f"the config asks for '{cfg.weighting}'; continue a run with its own weighting")
+    else:
+        model = load_model(cfg.encoder_checkpoint, weighting=cfg.weighting)
     dec = model.decoder.cfg
     if cfg.weighting == "meta" and (dec.meta_hidden, dec.meta_embed, dec.meta_residual) != (
             cfg.meta_hidden, cfg.meta_embed, cfg.meta_residual):
@@ -122,11 +141,12 @@ def lr_factor(it: int, cfg: TrainConfig) -> float:
 
 
 def training_loss(model: ImplicitSR, feat: torch.Tensor, coord: torch.Tensor, cell: torch.Tensor,
-                  target: torch.Tensor) -> torch.Tensor:
-    """L1 in LIIF's normalised units."""
+                  target: torch.Tensor, loss: str = "l1") -> torch.Tensor:
+    """L1 (or L2) in LIIF's normalised units."""
     proj = model.decoder.project(feat)
     rgb = model.decoder.query(proj, coord, cell)[0]
-    return F.l1_loss(rgb, (target - model.input_mean) / model.input_std)
+    goal = (target - model.input_mean) / model.input_std
+    return F.mse_loss(rgb, goal) if loss == "l2" else F.l1_loss(rgb, goal)
 
 
 @torch.no_grad()
@@ -189,6 +209,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
         spent_before = float(state["train"].get("seconds", 0.0))
         print(f"resuming {ckpt_path} at iteration {start}")
 
+    earlier = earlier_phases(cfg.init_checkpoint) if cfg.init_checkpoint else []
     paths = training_images(cfg.data_root, cfg.split, cfg.split_file)
     source = CropSource(paths, cfg.sampler, cfg.seed)
     bank = FeatureBank(source, lambda lr: model.encode(lr.to(device)).cpu(), cfg.bank_size)
@@ -201,8 +222,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     def checkpoint(it: int) -> None:
         spent = spent_before + time.time() - t0
         save_model(model, ckpt_path, {"train": {"iteration": it, "optimizer": opt.state_dict(),
-                                                 "config": asdict(cfg), "seconds": spent},
-                                      "card": training_card(cfg, it, spent, device)})
+                                                 "config": asdict(cfg), "seconds": spent, "phases": earlier},
+                                      "card": training_card(cfg, it, spent, device, earlier)})
 
     bar = tqdm(range(start, cfg.iterations), initial=start, total=cfg.iterations, disable=not progress,
                dynamic_ncols=True)
@@ -212,7 +233,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
             group["lr"] = group["base_lr"] * lr_factor(it, cfg)
         rng = np.random.default_rng([cfg.seed, 1, it])
         b = bank.batch(rng, cfg.batch_size, cfg.sampler.sample_q, cfg.sampler.lr_size)
-        loss = training_loss(model, b.feat.to(device), b.coord.to(device), b.cell.to(device), b.target.to(device))
+        loss = training_loss(model, b.feat.to(device), b.coord.to(device), b.cell.to(device), b.target.to(device),
+                             cfg.loss)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -235,14 +257,29 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     return ckpt_path
 
 
-def training_card(cfg: TrainConfig, iteration: int, seconds: float, device: torch.device) -> Dict[str, Any]:
+def earlier_phases(init_checkpoint: str) -> List[Dict[str, Any]]:
+    """The training record of the run a continuation starts from (its own earlier phases first)."""
+    state = torch.load(init_checkpoint, map_location="cpu", weights_only=False)
+    record = state.get("train")
+    if not record:
+        raise ValueError(f"init_checkpoint {init_checkpoint} has no training record; "
+                         "continue from a checkpoint written by `python -m mlin_qgis train`")
+    this = {k: record[k] for k in ("iteration", "seconds", "config")}
+    return list(record.get("phases", [])) + [this]
+
+
+def training_card(cfg: TrainConfig, iteration: int, seconds: float, device: torch.device,
+                  earlier: Optional[List[Dict[str, Any]]] = None) -> Dict[str, Any]:
     """What the model card says about how this decoder was trained."""
     hw = torch.cuda.get_device_name(0) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     scales = cfg.sampler.scale_list or [cfg.sampler.scale_min, cfg.sampler.scale_max]
+    steps = [(p["iteration"], p["config"].get("loss", "l1")) for p in earlier or []] + [(iteration, cfg.loss)]
+    total_s = seconds + sum(p["seconds"] for p in earlier or [])
     return {
         "training_data": f"{cfg.data_root} (frozen encoder: {Path(cfg.encoder_checkpoint).name}, DIV2K)",
-        "training_budget": (f"{iteration} iterations, batch {cfg.batch_size}, {cfg.sampler.sample_q} queries/crop, "
-                            f"{seconds / 3600:.2f} h on {hw}"),
+        "training_budget": (" then ".join(f"{n} iterations ({loss.upper()})" for n, loss in steps)
+                            + f", batch {cfg.batch_size}, {cfg.sampler.sample_q} queries/crop, "
+                            f"{total_s / 3600:.2f} h on {hw}"),
         "trained_scale_min": float(min(scales)),
         "trained_scale_max": float(max(scales)),
         "method": "mlin" if cfg.weighting == "meta" else "liif",
