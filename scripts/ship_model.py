@@ -34,7 +34,7 @@ def phase_text(phase: dict, hardware: str) -> str:
 def budget_text(train: dict, hardware: str) -> str:
     """One sentence per training phase (a continuation keeps the record of the run it started from)."""
     phases = list(train.get("phases", [])) + [train]
-    text = " Then ".join(phase_text(p, hardware) for p in phases)
+    text = ". Then ".join(phase_text(p, hardware) for p in phases)
     if len(phases) > 1:
         total_it = sum(p["iteration"] for p in phases)
         total_h = sum(p["seconds"] for p in phases) / 3600
