@@ -24,11 +24,14 @@ test: setup
 bench: setup
 	$(PY) -m bench
 
+## Two phases each (the shipped model's recipe): 2000 iterations with L1, then 1500 more with L2.
 train-mlin: setup
 	$(PY) -m mlin_qgis train --config configs/mlin_ucmerced.yaml
+	$(PY) -m mlin_qgis train --config configs/mlin_ucmerced_l2.yaml
 
 train-ablation: setup
 	$(PY) -m mlin_qgis train --config configs/liif_area_ucmerced.yaml
+	$(PY) -m mlin_qgis train --config configs/liif_area_ucmerced_l2.yaml
 
 ## The quality table of the model card: bicubic, official LIIF, the area-weight ablation (when its run
 ## is in runs/) and the shipped MLIN on UC Merced val, whole images (~20 min per model on one core).
@@ -37,7 +40,7 @@ SCALES ?= 2,2.5,3,3.5,4,6,8,10
 evaluate: setup
 	$(PY) -m mlin_qgis evaluate --data $(VAL) --scales $(SCALES) --out build/eval \
 	  --checkpoint liif=models/liif-edsr-div2k --checkpoint mlin=models/mlin-edsr-ucmerced \
-	  $$([ -f runs/liif-area/checkpoint.pth ] && echo --checkpoint liif-area-rs=runs/liif-area/checkpoint.pth)
+	  $$([ -f runs/liif-area-l2/checkpoint.pth ] && echo --checkpoint liif-area-rs=runs/liif-area-l2/checkpoint.pth)
 
 ## Re-export the official LIIF checkpoint as the area-weight baseline model.
 export-liif: setup
