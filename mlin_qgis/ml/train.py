@@ -116,6 +116,10 @@ def build_model(cfg: TrainConfig) -> ImplicitSR:
     dec = model.decoder.cfg
     if cfg.weighting == "meta" and (dec.meta_hidden, dec.meta_embed, dec.meta_residual) != (
             cfg.meta_hidden, cfg.meta_embed, cfg.meta_residual):
+        if cfg.init_checkpoint:  # a continuation must not silently drop the meta network it trained
+            raise ValueError(f"init_checkpoint {cfg.init_checkpoint} has a meta network with hidden "
+                             f"{dec.meta_hidden}, embed {dec.meta_embed}, residual {dec.meta_residual}; set the "
+                             "config's meta_hidden/meta_embed/meta_residual to match it")
         fresh = DecoderConfig(**{**asdict(dec), "meta_hidden": cfg.meta_hidden, "meta_embed": cfg.meta_embed,
                                  "meta_residual": cfg.meta_residual})
         imnet = model.decoder.imnet.state_dict()
