@@ -16,6 +16,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from .degradation import DegradationConfig, draw
 from .images import list_images, load_image
 from .resize import resize_bicubic
 
@@ -39,12 +40,14 @@ def _scale(rng: np.random.Generator, cfg: SamplerConfig) -> float:
 class CropSource:
     """Deterministic LIIF crops from a list of images (images read once, kept as uint8)."""
 
-    def __init__(self, paths: Sequence[Path], cfg: SamplerConfig, seed: int) -> None:
+    def __init__(self, paths: Sequence[Path], cfg: SamplerConfig, seed: int,
+                 degradation: Optional[DegradationConfig] = None) -> None:
         if not paths:
             raise ValueError("no training images: check the data folder and split")
         self.paths = list(paths)
         self.cfg = cfg
         self.seed = seed
+        self.degradation = degradation if degradation is not None and degradation.enabled else None
         self._cache: Dict[int, np.ndarray] = {}
 
     def image(self, i: int) -> np.ndarray:
@@ -69,7 +72,12 @@ class CropSource:
             if rng.random() < 0.5:
                 hr = hr.transpose(0, 2, 1)
         hr_t = torch.from_numpy(np.ascontiguousarray(hr))
-        lr = resize_bicubic(hr_t.float().div(255).unsqueeze(0), (self.cfg.lr_size, self.cfg.lr_size))[0]
+        hr_f = hr_t.float().div(255).unsqueeze(0)
+        lr_size = (self.cfg.lr_size, self.cfg.lr_size)
+        if self.degradation is None:
+            lr = resize_bicubic(hr_f, lr_size)[0]
+        else:  # drawn after the crop's own choices, so the crops are those of a clean run
+            lr = draw(rng, size / self.cfg.lr_size, self.degradation).apply(hr_f, lr_size)[0]
         return lr, hr_t
 
 
@@ -116,18 +124,24 @@ class FeatureBank:
 
     def batch(self, rng: np.random.Generator, batch_size: int, sample_q: int, lr_size: int) -> Batch:
         slots = rng.choice(self.size, size=batch_size, replace=batch_size > self.size)
-        coords, cells, targets = [], [], []
-        for slot in slots:
-            hr = self.hrs[slot]
-            s = hr.shape[-1]
-            pick = torch.from_numpy(rng.choice(s * s, size=sample_q, replace=sample_q > s * s))
-            r, c = pick // s, pick % s
-            ratio = lr_size / s
-            coords.append(torch.stack(((r + 0.5) * ratio - 0.5, (c + 0.5) * ratio - 0.5), -1).float())
-            cells.append(torch.full((sample_q, 2), ratio))
-            targets.append(hr[:, r, c].t().float().div(255))
+        coord, cell, target = sample_queries([self.hrs[s] for s in slots], rng, sample_q, lr_size)
         feat = torch.stack([self.feats[s].float() for s in slots])
-        return Batch(feat, torch.stack(coords), torch.stack(cells), torch.stack(targets))
+        return Batch(feat, coord, cell, target)
+
+
+def sample_queries(hrs: Sequence[torch.Tensor], rng: np.random.Generator, sample_q: int,
+                   lr_size: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Random HR pixels of each square crop as (coord, cell) in LR pixel units and RGB targets."""
+    coords, cells, targets = [], [], []
+    for hr in hrs:
+        s = hr.shape[-1]
+        pick = torch.from_numpy(rng.choice(s * s, size=sample_q, replace=sample_q > s * s))
+        r, c = pick // s, pick % s
+        ratio = lr_size / s
+        coords.append(torch.stack(((r + 0.5) * ratio - 0.5, (c + 0.5) * ratio - 0.5), -1).float())
+        cells.append(torch.full((sample_q, 2), ratio))
+        targets.append(hr[:, r, c].t().float().div(255))
+    return torch.stack(coords), torch.stack(cells), torch.stack(targets)
 
 
 def training_images(root: str | Path, split: Optional[str], split_file: Optional[str | Path]) -> List[Path]:

@@ -12,17 +12,17 @@ import random
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import FeatureBank, CropSource, SamplerConfig, training_images
+from .data import FeatureBank, CropSource, SamplerConfig, sample_queries, training_images
+from .degradation import DegradationConfig, make_lr, suite_degradation
 from .decoder import DecoderConfig
 from .images import list_images, load_image
 from .model import ImplicitSR, load_model, save_model
-from .resize import resize_bicubic
 
 
 LOSSES = ("l1", "l2")
@@ -51,6 +51,12 @@ class TrainConfig:
     lr_meta: float = 5e-4  # meta-weight network (starts at zero correction)
     warmup: int = 50
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    # Random real-world degradations of the LR crops (None: the clean antialiased bicubic resize).
+    degradation: Optional[DegradationConfig] = None
+    # MLIN keeps the natural-photo encoder frozen; True fine-tunes it too (no feature bank then:
+    # every iteration encodes fresh crops with gradients, about 2.3x the cost of a frozen-encoder iteration on CPU).
+    train_encoder: bool = False
+    lr_encoder: float = 1e-5
     bank_size: int = 1024
     bank_refresh: int = 2  # new crops encoded per iteration
     seed: int = 0
@@ -74,6 +80,8 @@ class TrainConfig:
         data = dict(data)
         if "sampler" in data:
             data["sampler"] = SamplerConfig(**data["sampler"])
+        if data.get("degradation") is not None:
+            data["degradation"] = DegradationConfig.from_dict(data["degradation"])
         return cls(**data)
 
     @classmethod
@@ -108,6 +116,9 @@ def build_model(cfg: TrainConfig) -> ImplicitSR:
     With `init_checkpoint`, everything starts from that earlier run of ours (same weighting)."""
     if cfg.init_checkpoint:
         model = load_model(cfg.init_checkpoint)
+        if model.decoder.cfg.weighting == "meta" and cfg.weighting == "area":
+            # The area-weight ablation of a meta run: the same trunk, its meta network dropped.
+            model = load_model(cfg.init_checkpoint, weighting="area")
         if model.decoder.cfg.weighting != cfg.weighting:
             raise ValueError(f"init_checkpoint {cfg.init_checkpoint} has '{model.decoder.cfg.weighting}' weights, "
                              f"the config asks for '{cfg.weighting}'; continue a run with its own weighting")
@@ -125,7 +136,8 @@ def build_model(cfg: TrainConfig) -> ImplicitSR:
         imnet = model.decoder.imnet.state_dict()
         model.decoder = type(model.decoder)(fresh)
         model.decoder.imnet.load_state_dict(imnet)
-    model.freeze_encoder()
+    if not cfg.train_encoder:
+        model.freeze_encoder()
     return model
 
 
@@ -133,6 +145,8 @@ def optimizer_for(model: ImplicitSR, cfg: TrainConfig) -> torch.optim.Optimizer:
     groups = [{"params": list(model.decoder.imnet.parameters()), "lr": cfg.lr, "base_lr": cfg.lr}]
     if model.decoder.meta is not None:
         groups.append({"params": list(model.decoder.meta.parameters()), "lr": cfg.lr_meta, "base_lr": cfg.lr_meta})
+    if cfg.train_encoder:
+        groups.append({"params": list(model.encoder.parameters()), "lr": cfg.lr_encoder, "base_lr": cfg.lr_encoder})
     return torch.optim.Adam(groups)
 
 
@@ -154,20 +168,21 @@ def training_loss(model: ImplicitSR, feat: torch.Tensor, coord: torch.Tensor, ce
 
 
 @torch.no_grad()
-def quick_val(model: ImplicitSR, images: List[np.ndarray], scales: List[float]) -> Dict[str, float]:
+def quick_val(model: ImplicitSR, images: List[np.ndarray], scales: List[float],
+              degradations: Sequence[str] = ("bicubic",)) -> Dict[str, float]:
     """Mean PSNR on a fixed val subset (centre 192x192 crops): a training monitor, not the report."""
     out: Dict[str, float] = {}
     model.eval()
-    for s in scales:
+    for name, s in [(d, s) for d in degradations for s in scales]:
         vals = []
-        for img in images:
+        for i, img in enumerate(images):
             hr = torch.from_numpy(img).permute(2, 0, 1).float().div(255).unsqueeze(0)
-            lr = resize_bicubic(hr, (round(hr.shape[2] / s), round(hr.shape[3] / s)))
+            lr = make_lr(hr, (round(hr.shape[2] / s), round(hr.shape[3] / s)), suite_degradation(name, s, i))
             sr = model.super_resolve(lr, hr.shape[-2:]).clamp(0, 1)
             shave = math.ceil(s)
             mse = F.mse_loss(sr[..., shave:-shave, shave:-shave], hr[..., shave:-shave, shave:-shave]).item()
             vals.append(10 * math.log10(1 / max(mse, 1e-12)))
-        out[f"x{s:g}"] = float(np.mean(vals))
+        out[f"x{s:g}" if name == "bicubic" else f"{name}-x{s:g}"] = float(np.mean(vals))
     model.train()
     return out
 
@@ -215,11 +230,13 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
 
     earlier = earlier_phases(cfg.init_checkpoint) if cfg.init_checkpoint else []
     paths = training_images(cfg.data_root, cfg.split, cfg.split_file)
-    source = CropSource(paths, cfg.sampler, cfg.seed)
-    bank = FeatureBank(source, lambda lr: model.encode(lr.to(device)).cpu(), cfg.bank_size)
+    source = CropSource(paths, cfg.sampler, cfg.seed, cfg.degradation)
     t0 = time.time()
-    bank.fill(cfg.bank_size + start * cfg.bank_refresh)
-    print(f"crop bank: {cfg.bank_size} crops from {len(paths)} images encoded in {time.time() - t0:.0f} s")
+    bank: Optional[FeatureBank] = None
+    if not cfg.train_encoder:
+        bank = FeatureBank(source, lambda lr: model.encode(lr.to(device)).cpu(), cfg.bank_size)
+        bank.fill(cfg.bank_size + start * cfg.bank_refresh)
+        print(f"crop bank: {cfg.bank_size} crops from {len(paths)} images encoded in {time.time() - t0:.0f} s")
     val_imgs = _val_crops(cfg)
     log = (run / "log.jsonl").open("a")
 
@@ -236,20 +253,29 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
         for group in opt.param_groups:
             group["lr"] = group["base_lr"] * lr_factor(it, cfg)
         rng = np.random.default_rng([cfg.seed, 1, it])
-        b = bank.batch(rng, cfg.batch_size, cfg.sampler.sample_q, cfg.sampler.lr_size)
-        loss = training_loss(model, b.feat.to(device), b.coord.to(device), b.cell.to(device), b.target.to(device),
-                             cfg.loss)
+        if bank is not None:
+            b = bank.batch(rng, cfg.batch_size, cfg.sampler.sample_q, cfg.sampler.lr_size)
+            feat = b.feat.to(device)
+            coord, cell, target = b.coord, b.cell, b.target
+        else:  # the encoder learns too: fresh crops, encoded with gradients
+            crops = [source.crop(it * cfg.batch_size + k) for k in range(cfg.batch_size)]
+            feat = model.encode(torch.stack([lr for lr, _ in crops]).to(device))
+            coord, cell, target = sample_queries([hr for _, hr in crops], rng, cfg.sampler.sample_q,
+                                                 cfg.sampler.lr_size)
+        loss = training_loss(model, feat, coord.to(device), cell.to(device), target.to(device), cfg.loss)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        bank.refresh(cfg.bank_refresh)
+        if bank is not None:
+            bank.refresh(cfg.bank_refresh)
         running = loss.item() if running is None else 0.95 * running + 0.05 * loss.item()
         bar.set_postfix(loss=f"{running:.4f}")
         done = it + 1
         if done % cfg.log_every == 0 or done == cfg.iterations:
             entry: Dict[str, Any] = {"iteration": done, "loss": running, "seconds": round(time.time() - t0, 1)}
             if val_imgs and (done % cfg.checkpoint_every == 0 or done == cfg.iterations):
-                entry["val_psnr"] = quick_val(model, val_imgs, cfg.val_scales)
+                monitor = ("bicubic", "bicubic-aliased", "jpeg") if cfg.degradation else ("bicubic",)
+                entry["val_psnr"] = quick_val(model, val_imgs, cfg.val_scales, monitor)
                 bar.write(json.dumps(entry))
             log.write(json.dumps(entry) + "\n")
             log.flush()
@@ -279,8 +305,12 @@ def training_card(cfg: TrainConfig, iteration: int, seconds: float, device: torc
     scales = cfg.sampler.scale_list or [cfg.sampler.scale_min, cfg.sampler.scale_max]
     steps = [(p["iteration"], p["config"].get("loss", "l1")) for p in earlier or []] + [(iteration, cfg.loss)]
     total_s = seconds + sum(p["seconds"] for p in earlier or [])
+    encoder = (f"encoder fine-tuned from {Path(cfg.encoder_checkpoint).name} (DIV2K)" if cfg.train_encoder
+               else f"frozen encoder: {Path(cfg.encoder_checkpoint).name}, DIV2K")
+    degradation = (f"; LR degradation: {json.dumps(asdict(cfg.degradation))}" if cfg.degradation
+                   else "; LR: antialiased bicubic, 8-bit")
     return {
-        "training_data": f"{cfg.data_root} (frozen encoder: {Path(cfg.encoder_checkpoint).name}, DIV2K)",
+        "training_data": f"{cfg.data_root} ({encoder}){degradation}",
         "training_budget": (" then ".join(f"{n} iterations ({loss.upper()})" for n, loss in steps)
                             + f", batch {cfg.batch_size}, {cfg.sampler.sample_q} queries/crop, "
                             f"{total_s / 3600:.2f} h on {hw}"),
