@@ -36,9 +36,19 @@ TINY_CARD = {
 }
 
 
+def _d4_symmetric(w: np.ndarray) -> np.ndarray:
+    """The average of a (out, in, k, k) kernel over the 8 flips/transposes of its window."""
+    views = [w, w[..., ::-1, :], w[..., :, ::-1], w[..., ::-1, ::-1]]
+    views += [v.swapaxes(-1, -2) for v in views]
+    return np.mean(views, axis=0)
+
+
 def build_tiny_model(folder: Path, card: dict | None = None, channels: int = 8, latent: int = 6,
-                     seed: int = 0, opset: int = 17) -> Path:
-    """Write a tiny real encoder.onnx + decoder.onnx pair into ``folder`` and return it."""
+                     seed: int = 0, opset: int = 17, symmetric: bool = False) -> Path:
+    """Write a tiny real encoder.onnx + decoder.onnx pair into ``folder`` and return it.
+
+    ``symmetric``: a model that commutes with flips and transposes (D4-symmetric kernels, a decoder
+    that ignores the relative coordinates and treats both cell axes alike, area weights only)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -63,6 +73,8 @@ def build_tiny_model(folder: Path, card: dict | None = None, channels: int = 8, 
     w1 = rng.normal(0, 0.3, (latent, 3, 3, 3)); b1 = rng.normal(0, 0.1, latent)
     w2 = rng.normal(0, 0.2, (latent, latent, 3, 3)); b2 = rng.normal(0, 0.1, latent)
     w3 = rng.normal(0, 0.2, (c_extra, latent, 3, 3)); b3 = rng.normal(0, 0.1, c_extra)
+    if symmetric:
+        w1, w2, w3 = _d4_symmetric(w1), _d4_symmetric(w2), _d4_symmetric(w3)
     conv = dict(pads=[1, 1, 1, 1], kernel_shape=[3, 3])
     nodes = [
         helper.make_node("Conv", ["image", "w1", "b1"], ["c1"], **conv),
@@ -82,6 +94,10 @@ def build_tiny_model(folder: Path, card: dict | None = None, channels: int = 8, 
     # decoder: LIIF-style local ensemble over the 4 nearest codes
     wrc = rng.normal(0, 0.5, (4, c_extra)); wout = rng.normal(0, 0.05, (c_extra, 3)); bout = rng.normal(0, 0.02, 3)
     wm = rng.normal(0, 0.3, (c_extra, 1))
+    if symmetric:
+        wrc[0:2] = 0.0
+        wrc[3] = wrc[2]
+        wm[:] = 0.0
     inits = [init("wrc", wrc), init("wout", wout), init("bout", bout), init("wm", wm),
              numpy_helper.from_array(np.array([channels, -1], np.int64), "shape_cn"),
              numpy_helper.from_array(np.array([-1], np.int64), "shape_n"),

@@ -236,8 +236,53 @@ class SuperResolver:
             np.clip(out, 0.0, 1.0, out=out)
         return out, deviation
 
+    def super_resolve_window(self, image: np.ndarray, origin: tuple[int, int], in_size: tuple[int, int],
+                             out_size: tuple[int, int], rows: tuple[int, int], cols: tuple[int, int],
+                             clip: bool = True, want_deviation: bool = False, ensemble: int = 1
+                             ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Encode one LR read window ``image`` (3, th, tw) and decode output rows x cols of it.
+
+        ``ensemble=8`` averages the 8 flips/transposes of the window (each decoded in the flipped
+        frame of the whole image and flipped back), which is exact for tiles and non-square images:
+        a flipped tile is the tile that the flipped whole image has there. ``ensemble=1``: one pass."""
+        transforms = check_ensemble(ensemble)
+        if transforms == [(False, False, False)]:
+            return self.decode_window(self.encode_bound(image), origin, in_size, out_size, rows, cols,
+                                      clip=clip, want_deviation=want_deviation)
+        total = np.zeros((3, rows[1] - rows[0], cols[1] - cols[0]), np.float64)
+        dev_total = np.zeros(total.shape[1:], np.float64) if want_deviation else None
+        for transpose, flip_r, flip_c in transforms:
+            img, org, ins, outs, rws, cls = image, origin, in_size, out_size, rows, cols
+            if transpose:
+                img, org, ins, outs, rws, cls = (img.transpose(0, 2, 1), org[::-1], ins[::-1], outs[::-1],
+                                                 cls, rws)
+            (h, w), (oh, ow), (rh, rw) = ins, outs, img.shape[1:]
+            if flip_r:
+                img, org, rws = img[:, ::-1, :], (h - org[0] - rh, org[1]), (oh - rws[1], oh - rws[0])
+            if flip_c:
+                img, org, cls = img[:, :, ::-1], (org[0], w - org[1] - rw), (ow - cls[1], ow - cls[0])
+            rgb, dev = self.decode_window(self.encode_bound(np.ascontiguousarray(img)), org, ins, outs, rws, cls,
+                                          clip=False, want_deviation=want_deviation)
+            back = [rgb] + ([dev[None]] if dev is not None else [])
+            for i, arr in enumerate(back):
+                if flip_c:
+                    arr = arr[:, :, ::-1]
+                if flip_r:
+                    arr = arr[:, ::-1, :]
+                if transpose:
+                    arr = arr.transpose(0, 2, 1)
+                back[i] = arr
+            total += back[0]
+            if dev_total is not None:
+                dev_total += back[1][0]
+        out = (total / len(transforms)).astype(np.float32)
+        if clip:
+            np.clip(out, 0.0, 1.0, out=out)
+        deviation = None if dev_total is None else (dev_total / len(transforms)).astype(np.float32)
+        return out, deviation
+
     def upscale(self, image: np.ndarray, out_size: tuple[int, int], tile_size: int | None = None,
-                clip: bool = True) -> np.ndarray:
+                clip: bool = True, ensemble: int = 1) -> np.ndarray:
         """Super-resolve an in-memory image (3, h, w) float in [0, 1] to (3, H, W).
 
         Tiling (``tile_size`` = LR core size) gives the same result as one whole-image pass (within
@@ -249,10 +294,10 @@ class SuperResolver:
         out = np.empty((3, oh, ow), np.float32)
         for tile in plan_tiles((h, w), (oh, ow), tile_size, self.halo):
             r, c = tile.rows, tile.cols
-            proj = self.encode_bound(image[:, r.read_start:r.read_stop, c.read_start:c.read_stop])
-            out[:, r.out_start:r.out_stop, c.out_start:c.out_stop] = self.decode_window(
-                proj, (r.read_start, c.read_start), (h, w), (oh, ow),
-                (r.out_start, r.out_stop), (c.out_start, c.out_stop), clip=clip)[0]
+            out[:, r.out_start:r.out_stop, c.out_start:c.out_stop] = self.super_resolve_window(
+                image[:, r.read_start:r.read_stop, c.read_start:c.read_stop], (r.read_start, c.read_start),
+                (h, w), (oh, ow), (r.out_start, r.out_stop), (c.out_start, c.out_stop), clip=clip,
+                ensemble=ensemble)[0]
         return out
 
 
@@ -264,6 +309,18 @@ def row_band(rows: np.ndarray, h: int) -> tuple[int, int]:
     lo = max(0, int(np.floor(rows.min())) - 1)
     hi = min(h, int(np.floor(rows.max())) + 3)
     return lo, hi
+
+
+ENSEMBLES = (1, 8)
+
+
+def check_ensemble(ensemble: object) -> list[tuple[bool, bool, bool]]:
+    """The (transpose, flip rows, flip cols) passes of a self-ensemble of 1 or 8."""
+    if ensemble not in ENSEMBLES:
+        raise MlinError(f"ensemble must be 1 (one pass) or 8 (flips and transposes), got {ensemble!r}.")
+    if ensemble == 1:
+        return [(False, False, False)]
+    return [(t, fr, fc) for t in (False, True) for fr in (False, True) for fc in (False, True)]
 
 
 def check_image(image: np.ndarray) -> np.ndarray:

@@ -27,7 +27,7 @@ from osgeo import gdal
 
 from . import raster_io
 from .card import ModelCard
-from .engine import CPU, CUDA, SuperResolver, cuda_offered
+from .engine import CPU, CUDA, SuperResolver, check_ensemble, cuda_offered
 from .errors import MlinCancelled, MlinError
 from .models import resolve_model
 from .normalise import BandStats, StatsConfig, avoid_value, band_stats, dtype_info, from_unit, to_unit
@@ -72,6 +72,7 @@ class SuperResolveRequest:
     cog: bool = False
     all_bands: bool = False
     threads: int | None = None
+    ensemble: int = 1  # 8: average the 8 flips/transposes (best quality, 8x the time)
 
 
 @dataclass
@@ -325,6 +326,7 @@ def superresolve(request: SuperResolveRequest, progress: ProgressFn | None = Non
         weights_path = check_output_path(request.weights_map_path, "weights map", [in_path, out_path])
     plan = raster_io.plan_bands(info, request.bands, request.all_bands)
     tile_size = check_tile_size(request.tile_size)
+    check_ensemble(request.ensemble)
 
     engine = SuperResolver(request.model, device=request.device, threads=request.threads)
     warnings = check_scale_for_model(scale, engine.card)
@@ -372,7 +374,7 @@ def superresolve(request: SuperResolveRequest, progress: ProgressFn | None = Non
             if is_cancelled is not None and is_cancelled():
                 raise MlinCancelled("cancelled by the user; the partial output was removed.")
             _run_tile(src, info, plan, stats, engine, tile, (out_h, out_w), nodata, masked,
-                      per_dataset_mask, dst, wdst)
+                      per_dataset_mask, dst, wdst, request.ensemble)
             if progress:
                 progress((k + 1) / len(tiles), f"tile {k + 1}/{len(tiles)}")
         raster_io.close(dst)
@@ -404,7 +406,8 @@ def superresolve(request: SuperResolveRequest, progress: ProgressFn | None = Non
         raise
     seconds = time.perf_counter() - start
     mpx = out_w * out_h / 1e6
-    _measured[(str(engine.model_dir), engine.provider)] = mpx * len(plan.groups) / max(seconds, 1e-9)
+    passes = len(plan.groups) * request.ensemble
+    _measured[(str(engine.model_dir), engine.provider)] = mpx * passes / max(seconds, 1e-9)
     return SuperResolveResult(output_path=out_path, provider=engine.provider, width=out_w, height=out_h,
                               scale_x=sx, scale_y=sy, seconds=seconds, mpx_per_s=mpx / max(seconds, 1e-9),
                               warnings=warnings, weights_map_path=weights_path,
@@ -413,7 +416,8 @@ def superresolve(request: SuperResolveRequest, progress: ProgressFn | None = Non
 
 def _run_tile(src: gdal.Dataset, info: RasterInfo, plan: BandPlan, stats: dict[int, BandStats],
               engine: SuperResolver, tile: Tile, out_size: tuple[int, int], nodata: list[float | None],
-              masked: bool, per_dataset_mask: bool, dst: gdal.Dataset, wdst: gdal.Dataset | None) -> None:
+              masked: bool, per_dataset_mask: bool, dst: gdal.Dataset, wdst: gdal.Dataset | None,
+              ensemble: int = 1) -> None:
     """Read one LR window, super-resolve every band group, re-mask and write the output window."""
     h, w = info.height, info.width
     out_h, out_w = out_size
@@ -430,10 +434,10 @@ def _run_tile(src: gdal.Dataset, info: RasterInfo, plan: BandPlan, stats: dict[i
     for group in plan.groups:
         channels = [to_unit(raw[index[b]], stats[b], valid) for b in group]
         image = np.stack(channels * 3 if len(group) == 1 else channels)
-        proj = engine.encode_bound(image)
-        rgb, dev = engine.decode_window(proj, (r.read_start, c.read_start), (h, w), out_size,
-                                        (r.out_start, r.out_stop), (c.out_start, c.out_stop),
-                                        clip=info.dtype.is_byte, want_deviation=wdst is not None)
+        rgb, dev = engine.super_resolve_window(image, (r.read_start, c.read_start), (h, w), out_size,
+                                               (r.out_start, r.out_stop), (c.out_start, c.out_stop),
+                                               clip=info.dtype.is_byte, want_deviation=wdst is not None,
+                                               ensemble=ensemble)
         if len(group) == 1:
             rgb = rgb.mean(axis=0, keepdims=True)
         outputs += [from_unit(rgb[i], stats[b], info.dtype) for i, b in enumerate(group)]
@@ -501,8 +505,9 @@ def measured_throughput(model_dir: Path, provider: str) -> float | None:
 
 
 def estimate(input_path: str | os.PathLike, scale: float, model: str | os.PathLike | None = None,
-             bands: Sequence[int] | None = None, all_bands: bool = False) -> Estimate:
+             bands: Sequence[int] | None = None, all_bands: bool = False, ensemble: int = 1) -> Estimate:
     """Output size, bytes on disk (see COMPRESSION_FACTOR) and seconds, without running a model.
+    A self-ensemble of 8 costs 8 passes (the measured throughput is per pass).
 
     Seconds come from the throughput measured by the last run in this process for the same model
     and provider, else from DEFAULT_MPX_PER_S (CUDA assumed when onnxruntime offers it).
@@ -520,5 +525,5 @@ def estimate(input_path: str | os.PathLike, scale: float, model: str | os.PathLi
     except MlinError:
         pass
     rate = rate or DEFAULT_MPX_PER_S[provider]
-    seconds = out_w * out_h / 1e6 * len(plan.groups) / rate
+    seconds = out_w * out_h / 1e6 * len(plan.groups) / rate * len(check_ensemble(ensemble))
     return Estimate(width=out_w, height=out_h, bytes=size, seconds=seconds)

@@ -1,10 +1,16 @@
 """Whole-image evaluation of SR checkpoints against the bicubic baseline, at arbitrary scales.
 
-Protocol (fixed, so numbers from different runs and methods compare):
+Protocol "mlin" (the default; fixed, so numbers from different runs and methods compare):
   HR  = the image cropped at the top-left so H and W are multiples of int(s);
-  LR  = resize_bicubic(HR, (round(H/s), round(W/s)))   (antialiased, quantised to 8 bit; halves round up);
+  LR  = the degradation `--degradation NAME` of HR to (round(H/s), round(W/s)) (degradation.py's
+        suite; "bicubic" = resize_bicubic: antialiased, quantised to 8 bit; halves round up);
   SR  = model.super_resolve(LR, (H, W));  bicubic = resize_bicubic(LR, (H, W), quantize=False);
   PSNR / SSIM on RGB in [0,1] with SR clipped and ceil(s) pixels shaved per border; mean over images.
+
+Protocol "funsr" (FunSR, Chen et al., TGRS 2023, for comparison with published tables):
+  HR  = the centre crop of int(48 s) px (zero-padded where larger than the image);
+  LR  = torch bicubic resize of the float HR to 48x48, without antialiasing and without rounding;
+  PSNR on RGB in [0,1], SR clipped, border s + 5 for s <= 5 and int((s - 5) / 2 * 48) above.
 """
 from __future__ import annotations
 
@@ -19,13 +25,17 @@ from typing import Any, Mapping
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from tqdm import tqdm
 
+from mlin_qgis.ml.degradation import SUITE_DESCRIPTIONS, make_lr, suite_degradation, suite_names
 from mlin_qgis.ml.images import list_images, load_image, user_error
 from mlin_qgis.ml.metrics import psnr, ssim
 from mlin_qgis.ml.resize import resize_bicubic
 
 BICUBIC = "bicubic"
+PROTOCOLS = ("mlin", "funsr")
+FUNSR_LR = 48
 
 
 @dataclass
@@ -69,6 +79,39 @@ def protocol_sizes(height: int, width: int, scale: float) -> tuple[tuple[int, in
     hr = (height - height % step, width - width % step)
     lr = (int(math.floor(hr[0] / scale + 0.5)), int(math.floor(hr[1] / scale + 0.5)))
     return hr, lr
+
+
+def funsr_pair(full: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """(HR, LR, border) of one (1,3,H,W) image under the FunSR protocol."""
+    size = int(FUNSR_LR * scale)
+    _, c, h, w = full.shape
+    hr = torch.zeros((1, c, size, size), dtype=full.dtype)
+    # centre crop where the image is larger, centred zero padding where it is smaller
+    sy, sx = max(0, (h - size) // 2), max(0, (w - size) // 2)
+    dy, dx = max(0, (size - h) // 2), max(0, (size - w) // 2)
+    ch, cw = min(size, h), min(size, w)
+    hr[:, :, dy:dy + ch, dx:dx + cw] = full[:, :, sy:sy + ch, sx:sx + cw]
+    lr = F.interpolate(hr, size=(FUNSR_LR, FUNSR_LR), mode="bicubic", align_corners=False, antialias=False)
+    border = int(scale + 5) if scale <= 5 else int((scale - 5) / 2 * FUNSR_LR)
+    return hr, lr, border
+
+
+def bicubic_baseline(lr: torch.Tensor, size: tuple[int, int], protocol: str) -> torch.Tensor:
+    """The bicubic row: the project's resize, or (funsr) plain torch bicubic, whose kernel (a = -0.75)
+    differs from the antialiased one's (a = -0.5) even when upsampling."""
+    if protocol == "funsr":
+        return F.interpolate(lr, size=size, mode="bicubic", align_corners=False).clamp(0.0, 1.0)
+    return resize_bicubic(lr, size, quantize=False)
+
+
+def protocol_pair(full: torch.Tensor, scale: float, index: int, protocol: str,
+                  degradation: str) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """(HR, LR, border to shave) of image number `index` under a protocol and degradation."""
+    if protocol == "funsr":
+        return funsr_pair(full, scale)
+    (h, w), lr_size = protocol_sizes(full.shape[-2], full.shape[-1], scale)
+    hr = full[:, :, :h, :w]
+    return hr, make_lr(hr, lr_size, suite_degradation(degradation, scale, index)), math.ceil(scale)
 
 
 def parse_checkpoint_arg(value: str) -> tuple[str, Path]:
@@ -151,13 +194,32 @@ def format_table(results: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+PROTOCOL_TEXT = {
+    "mlin": lambda degradation: {
+        "name": "mlin",
+        "hr": "top-left crop to multiples of int(s)",
+        "lr": f"degradation '{degradation}' of HR to round_half_up(H/s, W/s): {SUITE_DESCRIPTIONS[degradation]}",
+        "bicubic_baseline": "resize_bicubic(LR, (H, W), quantize=False)",
+        "metrics": "RGB in [0,1], SR clipped, shave ceil(s); SSIM gaussian sigma 1.5, population covariance",
+    },
+    "funsr": lambda degradation: {
+        "name": "funsr",
+        "hr": "centre crop of int(48 s) px, zero-padded where larger than the image",
+        "lr": "torch bicubic resize of the float HR to 48x48, no antialiasing, no rounding",
+        "bicubic_baseline": "torch bicubic upsampling of LR to int(48 s), clipped",
+        "metrics": "RGB in [0,1], SR clipped, border s + 5 (s <= 5) or int((s - 5) / 2 * 48)",
+    },
+}
+
+
 def _markdown(results: dict[str, Any]) -> str:
     split = f", split `{results['split']}`" if results["split"] else ""
+    proto = results["protocol"]
     return (
         "# Evaluation\n\n"
         f"Data: `{results['data_dir']}`{split}, {results['n_images']} images; mean over images.\n\n"
-        "Protocol: HR cropped to multiples of int(s); LR = antialiased bicubic, 8-bit quantised; "
-        "PSNR/SSIM on RGB in [0,1], SR clipped, ceil(s) px shaved; SSIM Gaussian sigma 1.5.\n\n"
+        f"Protocol `{proto.get('name', 'mlin')}`: HR = {proto['hr']}; LR = {proto['lr']}; "
+        f"metrics: {proto['metrics']}.\n\n"
         + format_table(results) + "\n"
     )
 
@@ -179,13 +241,19 @@ def first_per_class(images: list[Path], count: int) -> list[Path]:
 def evaluate(checkpoints: Mapping[str, Any], data_dir: str | Path, scales: Any,
              split: str | None = None, split_file: str | Path | None = None, limit: int | None = None,
              out_dir: str | Path | None = None, chunk: int = 65536, progress: bool = True,
-             per_class: int | None = None) -> dict[str, Any]:
+             per_class: int | None = None, degradation: str = "bicubic", protocol: str = "mlin") -> dict[str, Any]:
     """Evaluate each checkpoint (path or model with .super_resolve) and bicubic on every image and scale.
 
     Writes results.json and results.md to out_dir when given; returns the same results dict
     (`mean[method][scale_key] = {"psnr", "ssim"}`, per-image lists under `per_image`).
     """
     scale_list = parse_scales(scales)
+    if protocol not in PROTOCOLS:
+        raise user_error(f"unknown protocol '{protocol}'; choose one of: {', '.join(PROTOCOLS)}")
+    if protocol == "funsr" and degradation != "bicubic":
+        raise user_error("the funsr protocol makes its own LR (bicubic without antialiasing); "
+                         "leave --degradation out with --protocol funsr")
+    suite_degradation(degradation, 2.0, 0)  # an unknown name fails before anything slow
     if limit is not None and limit < 1:
         raise user_error(f"limit must be at least 1, got {limit}")
     images = list_images(data_dir, split=split, split_file=split_file)
@@ -201,17 +269,17 @@ def evaluate(checkpoints: Mapping[str, Any], data_dir: str | Path, scales: Any,
 
     bar = tqdm(images, desc="evaluate", unit="img", disable=not progress, file=sys.stderr)
     with torch.inference_mode():
-        for path in bar:
+        for index, path in enumerate(bar):
             full = torch.from_numpy(load_image(path)).permute(2, 0, 1).float().div_(255.0).unsqueeze(0)
             for scale, key in zip(scale_list, keys):
-                (h, w), lr_size = protocol_sizes(full.shape[-2], full.shape[-1], scale)
-                shave = math.ceil(scale)
-                if min(lr_size) < 1 or min(h, w) - 2 * shave < 11:
-                    raise user_error(f"image {path} ({full.shape[-2]}x{full.shape[-1]}) is too small for "
-                                     f"scale {key}; use larger images or smaller scales")
-                hr = full[:, :, :h, :w]
-                lr = resize_bicubic(hr, lr_size)
-                outputs = {BICUBIC: resize_bicubic(lr, (h, w), quantize=False)}
+                if protocol == "mlin":
+                    (h, w), lr_size = protocol_sizes(full.shape[-2], full.shape[-1], scale)
+                    if min(lr_size) < 1 or min(h, w) - 2 * math.ceil(scale) < 11:
+                        raise user_error(f"image {path} ({full.shape[-2]}x{full.shape[-1]}) is too small for "
+                                         f"scale {key}; use larger images or smaller scales")
+                hr, lr, shave = protocol_pair(full, scale, index, protocol, degradation)
+                h, w = hr.shape[-2:]
+                outputs = {BICUBIC: bicubic_baseline(lr, (h, w), protocol)}
                 for name, model in models.items():
                     sr = model.super_resolve(lr.to(_device_of(model)), (h, w), chunk=chunk)
                     if tuple(sr.shape) != tuple(hr.shape):
@@ -238,12 +306,8 @@ def evaluate(checkpoints: Mapping[str, Any], data_dir: str | Path, scales: Any,
         "methods": methods,
         "checkpoints": {n: (str(c) if not hasattr(c, "super_resolve") else f"<{type(c).__name__}>")
                         for n, c in checkpoints.items()},
-        "protocol": {
-            "hr": "top-left crop to multiples of int(s)",
-            "lr": "resize_bicubic(HR, round_half_up(H/s, W/s)), antialiased, 8-bit quantised",
-            "bicubic_baseline": "resize_bicubic(LR, (H, W), quantize=False)",
-            "metrics": "RGB in [0,1], SR clipped, shave ceil(s); SSIM gaussian sigma 1.5, population covariance",
-        },
+        "degradation": degradation,
+        "protocol": PROTOCOL_TEXT[protocol](degradation),
         "mean": mean,
         "per_image": per_image,
     }
@@ -294,6 +358,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=defaults.out_dir, help="folder for results.json and results.md")
     parser.add_argument("--chunk", type=int, default=defaults.chunk, help="query points per decoder call")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's default)")
+    parser.add_argument("--degradation", default="bicubic",
+                        help="how LR is made, one name or several comma-separated (one table each, in "
+                             "OUT/NAME/ when several): " + ", ".join(suite_names()) + " (default %(default)s)")
+    parser.add_argument("--protocol", default="mlin", choices=PROTOCOLS,
+                        help="mlin: whole images (default); funsr: FunSR's 48x48-LR centre-crop protocol")
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
@@ -318,13 +387,18 @@ def run(args: argparse.Namespace) -> int:
             if name in checkpoints:
                 raise user_error(f"two checkpoints are named {name!r}; name them with NAME=CKPT")
             checkpoints[name] = path
-        results = evaluate(checkpoints, args.data, args.scales, split=args.split, split_file=args.split_file,
-                           limit=args.limit, out_dir=args.out, chunk=args.chunk,
-                           per_class=args.per_class)
+        names = [n.strip() for n in str(args.degradation).split(",") if n.strip()]
+        for name in names:
+            suite_degradation(name, 2.0, 0)  # all names checked before the first slow run
+        for name in names:
+            out = Path(args.out) / name if args.out and len(names) > 1 else args.out
+            results = evaluate(checkpoints, args.data, args.scales, split=args.split, split_file=args.split_file,
+                               limit=args.limit, out_dir=out, chunk=args.chunk, per_class=args.per_class,
+                               degradation=name, protocol=args.protocol)
+            print(_markdown(results))
+            if out:
+                print(f"results written to {Path(out) / 'results.json'} and results.md")
     except _user_errors() as exc:
         print(f"mlin_qgis evaluate: error: {exc}", file=sys.stderr)
         return 2
-    print(_markdown(results))
-    if args.out:
-        print(f"results written to {Path(args.out) / 'results.json'} and results.md")
     return 0
