@@ -17,7 +17,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mlin_qgis.ml.export import default_card, export_model, quality_from_results  # noqa: E402
-from mlin_qgis.ml.model import load_model  # noqa: E402
+from mlin_qgis.ml.model import load_model, read_checkpoint  # noqa: E402
 
 
 def phase_text(phase: dict, hardware: str) -> str:
@@ -52,7 +52,7 @@ def main() -> int:
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    raw = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
+    raw = read_checkpoint(args.checkpoint)
     train = raw["train"]
     card_info = dict(raw.get("card", {}))
     card_info["training_data"] = args.training_data

@@ -196,3 +196,12 @@ def test_defaults_to_active_layer_and_previews_at_the_canvas_centre(qgis_app: An
     finally:
         dlg.shutdown()
         dlg.deleteLater()
+
+
+def test_best_quality_box_asks_for_the_ensemble_and_counts_its_passes(dialog: Any) -> None:
+    dialog.spin.setValue(2.0)
+    assert dialog._request("in.tif", "out.tif").ensemble == 1
+    one = dialog.estimate_label.text()
+    dialog.ensemble_check.setChecked(True)
+    assert dialog._request("in.tif", "out.tif").ensemble == 8
+    assert "(8 passes)" in dialog.estimate_label.text() and "(8 passes)" not in one

@@ -15,7 +15,8 @@ from conftest import UTM33N_GT, smooth_image, write_geotiff
 pytest_plugins = ["qgis_fixtures"]
 
 ALG = "mlin:superresolve"
-PARAMETERS = ["INPUT", "SCALE", "MODEL", "MODEL_FILE", "BANDS", "DEVICE", "TILE_SIZE", "WEIGHTS_MAP", "OUTPUT"]
+PARAMETERS = ["INPUT", "SCALE", "MODEL", "MODEL_FILE", "BANDS", "DEVICE", "TILE_SIZE", "ENSEMBLE", "WEIGHTS_MAP",
+              "OUTPUT"]
 
 
 @pytest.fixture
@@ -255,3 +256,16 @@ def test_geopackage_raster_layer_as_input(mlin_provider, tiny_model: Path, rgb40
     result = run({"INPUT": layer, "SCALE": 2, "MODEL_FILE": str(tiny_model / "encoder.onnx"), "OUTPUT": str(out)})
     assert (result["WIDTH"], result["HEIGHT"]) == (80, 80), "the chosen table, not the first one, was read"
     assert raster_info(out)["epsg"] == 32633
+
+
+def test_ensemble_parameter_equals_the_core_ensemble(mlin_provider, tiny_model: Path, rgb40: Path, tmp_path: Path) -> None:
+    from mlin_qgis.core.pipeline import SuperResolveRequest, superresolve
+
+    out, plain = tmp_path / "ens.tif", tmp_path / "plain.tif"
+    run({"INPUT": str(rgb40), "SCALE": 2.0, "MODEL_FILE": str(tiny_model / "encoder.onnx"), "ENSEMBLE": True,
+         "OUTPUT": str(out)})
+    run({"INPUT": str(rgb40), "SCALE": 2.0, "MODEL_FILE": str(tiny_model / "encoder.onnx"), "OUTPUT": str(plain)})
+    core = tmp_path / "core.tif"
+    superresolve(SuperResolveRequest(rgb40, core, 2.0, model=tiny_model, ensemble=8))
+    assert np.array_equal(read_array(out), read_array(core))
+    assert np.abs(read_array(out).astype(int) - read_array(plain).astype(int)).max() >= 1

@@ -31,6 +31,7 @@ from qgis.gui import QgsFileWidget, QgsMapLayerComboBox
 from qgis.PyQt.QtCore import QSize, Qt, QTimer
 from qgis.PyQt.QtGui import QColor, QImage, QPixmap
 from qgis.PyQt.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDialog,
     QDoubleSpinBox,
@@ -175,6 +176,11 @@ class ZoomDialog(QDialog):
         self.output_widget.lineEdit().setPlaceholderText("[Save to temporary file]")
         form.addRow("Output", self.output_widget)
 
+        self.ensemble_check = QCheckBox("Best quality (average of 8 flips/transposes, 8x the time)", self)
+        self.ensemble_check.setObjectName("ensembleCheck")
+        self.ensemble_check.toggled.connect(lambda _checked: self.update_estimate())
+        form.addRow("", self.ensemble_check)
+
         self.estimate_label = QLabel(self)
         self.estimate_label.setObjectName("estimateLabel")
         self.estimate_label.setWordWrap(True)
@@ -306,13 +312,13 @@ class ZoomDialog(QDialog):
             self.run_button.setEnabled(False)
             return
         try:
-            est = pipeline.estimate(path, self.scale(), self.model_path())
+            est = pipeline.estimate(path, self.scale(), self.model_path(), ensemble=self.ensemble())
         except MlinError as exc:
             self.estimate_label.setText(str(exc))
             self.run_button.setEnabled(False)
             return
         text = (f"Output {est.width} × {est.height} px · about {human_bytes(est.bytes)} · "
-                f"about {human_seconds(est.seconds)}")
+                f"about {human_seconds(est.seconds)}" + (" (8 passes)" if self.ensemble() > 1 else ""))
         card = self.current_card()
         if card is not None and self.scale() > card.recommended_max_scale:
             text += (f"<br><span style='color:#a05a00'>Above ×{card.recommended_max_scale:g}, the largest zoom "
@@ -329,11 +335,16 @@ class ZoomDialog(QDialog):
         safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", layer_name).strip("_") or "raster"
         return QgsProcessingUtils.generateTempFilename(f"{safe}_x{self.scale():g}_mlin.tif")
 
+    def ensemble(self) -> int:
+        """8 when the best-quality box is ticked, else 1."""
+        return 8 if self.ensemble_check.isChecked() else 1
+
     def _request(self, input_path: str, output_path: str) -> Any:
         from ..core.pipeline import SuperResolveRequest
 
         return SuperResolveRequest(input_path=input_path, output_path=output_path, scale=self.scale(),
-                                   model=self.model_path(), device=self.device_combo.currentText())
+                                   model=self.model_path(), device=self.device_combo.currentText(),
+                                   ensemble=self.ensemble())
 
     def start_run(self) -> Optional[SuperResolveTask]:
         """Queue the full run as a QgsTask; the result layer is added to the project when it ends."""

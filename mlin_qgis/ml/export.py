@@ -14,7 +14,7 @@ from typing import Any, Dict, Optional, Tuple
 import torch
 from torch import nn
 
-from .model import ImplicitSR, load_model
+from .model import ImplicitSR, model_from_checkpoint, read_checkpoint
 
 OPSET = 17
 CARD_KEY = "mlin_card"
@@ -123,8 +123,8 @@ def quality_from_results(results_json: str | Path, method: str) -> Dict[str, Any
 def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, name: Optional[str] = None,
                       quality: Optional[Dict[str, Any]] = None) -> Tuple[Path, Path]:
     """Checkpoint (.pth, ours or official LIIF) -> encoder.onnx + decoder.onnx with their card."""
-    model = load_model(checkpoint)
-    raw = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    raw = read_checkpoint(checkpoint)
+    model = model_from_checkpoint(raw, checkpoint)
     card = default_card(model, name or Path(out_dir).name, raw)
     if quality:
         card["quality"] = quality

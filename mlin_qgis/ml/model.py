@@ -5,6 +5,7 @@ Two kinds load: the official LIIF checkpoint (`{'model': {'name': 'liif', 'args'
 (`{'kind': 'mlin-qgis', ...}`)."""
 from __future__ import annotations
 
+import pickle
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
@@ -74,17 +75,33 @@ class ImplicitSR(nn.Module):
         return {"encoder": self.encoder_name, "decoder": asdict(self.decoder.cfg)}
 
 
-def _read(path: Path) -> Dict[str, Any]:
+def read_checkpoint(path: str | Path) -> Dict[str, Any]:
+    """The dict stored in a .pth file, loaded with torch's weights-only unpickler.
+
+    Both kinds of checkpoint we read are plain dicts of tensors and primitives, so nothing else is
+    allowed: a pickle that would construct other objects (and so could run code on load) is refused
+    before any of it runs."""
+    path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path} — pass the path of a .pth file "
                               "(an official LIIF checkpoint or one written by `python -m mlin_qgis train`)")
     try:
-        ck = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # pickle, zip and torch errors all mean the same to a user
-        raise CheckpointError(f"cannot read checkpoint {path}: {exc}. Is it a torch .pth file?") from exc
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(f"refusing to load {path}: it holds objects other than tensors and plain data "
+                              f"({_first_line(exc)}), which could run code when loaded. Use a checkpoint "
+                              "from `python -m mlin_qgis train` or an official LIIF .pth") from None
+    except Exception as exc:  # zip and torch errors all mean the same to a user
+        raise CheckpointError(f"cannot read checkpoint {path}: {_first_line(exc)}. Is it a torch .pth file?") from None
     if not isinstance(ck, dict):
         raise CheckpointError(f"{path} is not a model checkpoint (found {type(ck).__name__})")
     return ck
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
 
 
 def load_model(path: str | Path, weighting: Optional[str] = None) -> ImplicitSR:
@@ -92,7 +109,11 @@ def load_model(path: str | Path, weighting: Optional[str] = None) -> ImplicitSR:
 
     Loading LIIF with weighting='meta' adds a meta-weight network that starts at LIIF's weights."""
     path = Path(path)
-    ck = _read(path)
+    return model_from_checkpoint(read_checkpoint(path), path, weighting)
+
+
+def model_from_checkpoint(ck: Dict[str, Any], path: str | Path, weighting: Optional[str] = None) -> ImplicitSR:
+    """The model of an already read checkpoint dict (`path` only names it in errors)."""
     if ck.get("kind") == CHECKPOINT_KIND:
         spec = ck["model"]
         cfg = DecoderConfig(**spec["decoder"])

@@ -22,7 +22,7 @@ from .data import FeatureBank, CropSource, SamplerConfig, sample_queries, traini
 from .degradation import DegradationConfig, make_lr, suite_degradation
 from .decoder import DecoderConfig
 from .images import list_images, load_image
-from .model import ImplicitSR, load_model, save_model
+from .model import ImplicitSR, load_model, read_checkpoint, save_model
 
 
 LOSSES = ("l1", "l2")
@@ -219,7 +219,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     start = 0
     spent_before = 0.0  # wall time of earlier segments of a resumed run
     if cfg.resume and ckpt_path.is_file():
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        state = read_checkpoint(ckpt_path)
         model.load_state_dict(state["state_dict"])
         opt.load_state_dict(state["train"]["optimizer"])
         for group, fresh in zip(opt.param_groups, optimizer_for(model, cfg).param_groups):
@@ -289,7 +289,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
 
 def earlier_phases(init_checkpoint: str) -> List[Dict[str, Any]]:
     """The training record of the run a continuation starts from (its own earlier phases first)."""
-    state = torch.load(init_checkpoint, map_location="cpu", weights_only=False)
+    state = read_checkpoint(init_checkpoint)
     record = state.get("train")
     if not record:
         raise ValueError(f"init_checkpoint {init_checkpoint} has no training record; "
