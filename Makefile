@@ -18,8 +18,11 @@ demo: setup
 	@echo "demo: result written to $(CURDIR)/build/demo/OSBS_029_x$(DEMO_SCALE).tif"
 
 ## The whole test suite (real QGIS, GDAL and onnxruntime, headless).
+## Lint (ruff), types (mypy on mlin_qgis/core) and the tests; skips are listed with their reasons.
 test: setup
-	$(PY) -m pytest -q tests
+	.venv/bin/ruff check .
+	.venv/bin/mypy
+	$(PY) -m pytest -q -rs tests
 
 bench: setup
 	$(PY) -m bench

@@ -9,8 +9,8 @@ decoder.onnx alone and its FLOP count leaves the projection out (see bench.flops
 from __future__ import annotations
 
 import os
-from abc import ABC, abstractmethod
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Callable
 

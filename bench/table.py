@@ -94,7 +94,7 @@ def measure(models: list[BenchModel], image: BenchImage, scales: list[int], repe
             for r in res:
                 t0 = time.perf_counter()
                 t = r.row.run(lr, out_size)
-                cell = r.cells.setdefault(s, Cell(out_px=out_size[0] * out_size[1], lr_px=lr.shape[1] * lr.shape[2]))
+                r.cells.setdefault(s, Cell(out_px=out_size[0] * out_size[1], lr_px=lr.shape[1] * lr.shape[2]))
                 if isinstance(r.row, TorchStraightforward):
                     reference[(r.row.device, s)] = t.out
                 elif not isinstance(r.row, GdalBicubic):

@@ -38,7 +38,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (MlinError, ValueError, FileNotFoundError, KeyError) as exc:
+    except MlinError as exc:  # a user error: one line; anything else is a bug and keeps its traceback
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

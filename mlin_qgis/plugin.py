@@ -11,7 +11,7 @@ from typing import Any, Optional
 from qgis.core import QgsApplication
 from qgis.PyQt.QtWidgets import QAction
 
-from . import dependencies
+from . import dependencies, qgis_log
 from .processing.provider import MlinProvider, icon
 
 MENU = "&MLIN Super-Resolution"
@@ -32,6 +32,7 @@ class MlinPlugin:
     def initProcessing(self) -> None:  # noqa: N802 - QGIS API
         """Register the provider once (QGIS desktop reaches here through initGui, qgis_process directly)."""
         if self.provider is None:
+            qgis_log.install()
             self.provider = MlinProvider()
             QgsApplication.processingRegistry().addProvider(self.provider)
 
@@ -77,3 +78,4 @@ class MlinPlugin:
         if self.provider is not None:
             QgsApplication.processingRegistry().removeProvider(self.provider)  # also deletes it
             self.provider = None
+        qgis_log.uninstall()

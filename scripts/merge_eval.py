@@ -7,8 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from mlin_qgis.ml.evaluate import _markdown, merge_results, write_results  # noqa: E402
+from mlin_qgis.ml.evaluate import _markdown, merge_results, write_results
 
 if __name__ == "__main__":
     if len(sys.argv) < 3:

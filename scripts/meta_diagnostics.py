@@ -18,19 +18,17 @@ import argparse
 import math
 import sys
 from dataclasses import asdict
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from mlin_qgis.ml.data import CropSource, FeatureBank, SamplerConfig, training_images  # noqa: E402
-from mlin_qgis.ml.decoder import DecoderConfig, ImplicitDecoder, pixel_query_grid  # noqa: E402
-from mlin_qgis.ml.images import list_images, load_image  # noqa: E402
-from mlin_qgis.ml.metrics import psnr as _psnr  # noqa: E402  (the evaluation protocol's PSNR)
-from mlin_qgis.ml.model import load_model  # noqa: E402
-from mlin_qgis.ml.resize import resize_bicubic  # noqa: E402
+from mlin_qgis.ml.data import CropSource, FeatureBank, SamplerConfig, training_images
+from mlin_qgis.ml.decoder import DecoderConfig, ImplicitDecoder, pixel_query_grid
+from mlin_qgis.ml.images import list_images, load_image
+from mlin_qgis.ml.metrics import psnr as _psnr  # the evaluation protocol's PSNR
+from mlin_qgis.ml.model import load_model
+from mlin_qgis.ml.resize import resize_bicubic
 
 
 def headroom(args: argparse.Namespace) -> None:

@@ -10,30 +10,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Any, Dict, List
 
-
-def paired(results: Dict[str, Any], a: str, b: str) -> List[Dict[str, Any]]:
-    """One row per scale: mean/SE of PSNR and SSIM differences and A's win count."""
-    for name in (a, b):
-        if name not in results["per_image"]:
-            raise SystemExit(f"paired_diff: no method {name!r} in the results; it has: "
-                             f"{', '.join(results['per_image'])}")
-    rows = []
-    for key in results["per_image"][a]:
-        row: Dict[str, Any] = {"scale": key, "n": len(results["per_image"][a][key]["psnr"])}
-        for metric in ("psnr", "ssim"):
-            d = [x - y for x, y in zip(results["per_image"][a][key][metric], results["per_image"][b][key][metric])]
-            n = len(d)
-            mean = sum(d) / n
-            var = sum((x - mean) ** 2 for x in d) / (n - 1) if n > 1 else 0.0
-            row[metric] = {"mean": mean, "se": math.sqrt(var / n), "wins": sum(x > 0 for x in d),
-                           "ties": sum(x == 0 for x in d)}
-        rows.append(row)
-    return rows
+from mlin_qgis.ml.evaluate import paired_differences as paired
 
 
 def markdown(rows: List[Dict[str, Any]], a: str, b: str) -> str:

@@ -26,13 +26,15 @@ py_minor=$($SYS_PY -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_in
 if [ "$py_minor" = "3.11" ]; then torch_req="torch==2.13.0"; else torch_req="torch"; fi
 
 stamp=.venv/.mlin-installed
-want="$(cat requirements.txt requirements-dev.txt) $torch_req $py_minor"
+want="$(cat requirements.txt requirements-dev.txt pyproject.toml) $torch_req $py_minor"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
 [ -x .venv/bin/python ] || $SYS_PY -m venv --system-site-packages .venv
 echo "setup: installing Python packages into .venv ($torch_req)"
 .venv/bin/python -m pip install -q --disable-pip-version-check "$torch_req" -r requirements-dev.txt
+# the project itself, editable (console script `mlin`; no sys.path edits anywhere)
+.venv/bin/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 .venv/bin/python -c "import torch, onnx, onnxruntime, numpy, skimage, yaml; from osgeo import gdal; import qgis.core" \
   || { echo "setup: the environment is incomplete after install (see above)" >&2; exit 1; }
 printf '%s' "$want" > "$stamp"

@@ -15,9 +15,8 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from mlin_qgis.ml.export import default_card, export_model, quality_from_results  # noqa: E402
-from mlin_qgis.ml.model import load_model, read_checkpoint  # noqa: E402
+from mlin_qgis.ml.export import default_card, export_model, quality_from_results
+from mlin_qgis.ml.model import load_model, read_checkpoint
 
 
 def phase_text(phase: dict, hardware: str) -> str:

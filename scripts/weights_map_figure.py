@@ -14,8 +14,7 @@ import numpy as np
 from osgeo import gdal
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from mlin_qgis.core.pipeline import SuperResolveRequest, superresolve  # noqa: E402
+from mlin_qgis.core.pipeline import SuperResolveRequest, superresolve
 
 
 def _read(path: Path) -> np.ndarray:

@@ -8,9 +8,8 @@ torch = pytest.importorskip("torch")
 
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
-from bench.flops import (factored_macs_per_query, projection_macs_per_lr_pixel,  # noqa: E402
-                         straightforward_macs_per_query)
 from bench._proto_decoder import fused_query  # noqa: E402
+from bench.flops import factored_macs_per_query, projection_macs_per_lr_pixel, straightforward_macs_per_query  # noqa: E402
 from mlin_qgis.ml.decoder import DecoderConfig, ImplicitDecoder, make_coord, pixel_query_grid  # noqa: E402
 
 

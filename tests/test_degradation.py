@@ -11,8 +11,7 @@ from PIL import Image
 
 from mlin_qgis.core.errors import MlinError
 from mlin_qgis.ml.data import CropSource, SamplerConfig
-from mlin_qgis.ml.degradation import (
-    Degradation, DegradationConfig, draw, gaussian_kernel, make_lr, suite_degradation, suite_names)
+from mlin_qgis.ml.degradation import Degradation, DegradationConfig, draw, gaussian_kernel, make_lr, suite_degradation, suite_names
 from mlin_qgis.ml.resize import resize_bicubic
 
 

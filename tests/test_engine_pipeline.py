@@ -13,8 +13,7 @@ from osgeo import gdal, osr
 
 from conftest import TINY_CARD, smooth_image, write_geotiff
 from mlin_qgis.core.errors import MlinCancelled, MlinError
-from mlin_qgis.core.pipeline import (COMPRESSION_FACTOR, Estimate, SuperResolveRequest, estimate,
-                                     estimate_bytes, superresolve)
+from mlin_qgis.core.pipeline import COMPRESSION_FACTOR, Estimate, SuperResolveRequest, estimate, estimate_bytes, superresolve
 from mlin_qgis.core.tiling import nearest_index, query_coords
 
 RGB = [gdal.GCI_RedBand, gdal.GCI_GreenBand, gdal.GCI_BlueBand]

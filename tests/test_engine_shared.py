@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from osgeo import gdal, osr
 
-from conftest import SHARED
+from conftest import SHARED, skip_without_shared
 from mlin_qgis.core.pipeline import SuperResolveRequest, superresolve
 
 GEOTIFF = SHARED / "data" / "geotiff"
@@ -17,8 +17,7 @@ DRONE = GEOTIFF / "drone_orthophoto_rgba_utm33n.tif"
 
 
 def crop(src: Path, dst: Path, xoff: int, yoff: int, xs: int, ys: int, **options) -> Path:
-    if not src.is_file():
-        pytest.skip(f"{src} is absent (shared/ not beside the checkout)")
+    skip_without_shared(src)
     ds = gdal.Translate(str(dst), str(src), srcWin=[xoff, yoff, xs, ys], **options)
     assert ds is not None
     ds = None
@@ -61,8 +60,7 @@ def test_drone_rgba_window_with_tiny_model(tiny_model: Path, tmp_path: Path) -> 
 def test_pipeline_reproduces_official_liif_on_osbs(shipped_model: Path, tmp_path: Path) -> None:
     """End to end (GDAL read, tiles, engine, uint8 write) against the official LIIF code's output."""
     fixture = SHARED / "fixtures" / "liif_official_osbs029.npz"
-    if not fixture.is_file():
-        pytest.skip(f"{fixture} is absent (shared/ not beside the checkout)")
+    skip_without_shared(fixture)
     data = np.load(fixture)
     # OSBS_029 declares NoData=255, which the pipeline honours; the official run fed 255 as data
     inp = crop(OSBS, tmp_path / "osbs.tif", 120, 200, 48, 48, noData="none")

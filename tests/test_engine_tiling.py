@@ -6,10 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import SHARED, smooth_image
+from conftest import SHARED, skip_without_shared, smooth_image
 from mlin_qgis.core.engine import SuperResolver
-from mlin_qgis.core.tiling import (nearest_index, output_size, owner_index, plan_tiles,
-                                   query_coords)
+from mlin_qgis.core.tiling import nearest_index, output_size, owner_index, plan_tiles, query_coords
 
 
 @pytest.mark.parametrize("n_in, n_out", [(40, 108), (52, 172), (7, 8), (1, 3), (13, 13 * 5), (100, 271)])
@@ -93,8 +92,7 @@ def test_tiled_equals_whole_image_shipped_model(shipped_model: Path, scale: floa
 
 def test_shipped_model_matches_official_liif(shipped_model: Path) -> None:
     fixture = SHARED / "fixtures" / "liif_official_osbs029.npz"
-    if not fixture.is_file():
-        pytest.skip(f"{fixture} is absent (shared/ not beside the checkout)")
+    skip_without_shared(fixture)
     data = np.load(fixture)
     sr = SuperResolver(shipped_model, device="cpu")
     lr = data["lr_uint8"].astype(np.float32) / 255.0

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from conftest import needs_shared
 from mlin_qgis.ml import evaluate as ev
 from mlin_qgis.ml.images import load_image
 from mlin_qgis.ml.metrics import psnr, ssim
@@ -202,10 +203,8 @@ def test_cli_errors_return_2(tiny_dataset: Path, tmp_path: Path, capsys: pytest.
 
 
 # ---------------------------------------------------------------- the real official LIIF checkpoint
-@pytest.mark.skipif(not (LIIF_CKPT.is_file() and UCM_VAL.is_dir()),
-                    reason="../shared (LIIF weights and UCMerced val) not present in this clone")
+@needs_shared(LIIF_CKPT, UCM_VAL)
 def test_real_liif_beats_bicubic_at_x2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    pytest.importorskip("mlin_qgis.ml.model", reason="mlin_qgis.ml.model not written yet")
     data = tmp_path / "crops"
     data.mkdir()
     for name in ("agricultural/agricultural15.png", "denseresidential/denseresidential05.png"):
@@ -239,12 +238,11 @@ def test_merge_results_joins_methods_and_refuses_other_images():
     merged = merge_results([part("liif", 25.0, ["a.png"]), part("mlin", 25.5, ["a.png"])])
     assert merged["methods"] == ["bicubic", "liif", "mlin"]
     assert merged["mean"]["mlin"]["x2"]["psnr"] == 25.5 and merged["mean"]["liif"]["x2"]["psnr"] == 25.0
-    with pytest.raises(Exception, match="same images and scales"):
+    with pytest.raises(USER_ERRORS, match="same images and scales"):
         merge_results([part("liif", 25.0, ["a.png"]), part("mlin", 25.5, ["b.png"])])
 
 
-@pytest.mark.skipif(not (LIIF_CKPT.is_file() and UCM_VAL.is_dir()),
-                    reason="../shared (LIIF weights and UCMerced val) not present in this clone")
+@needs_shared(LIIF_CKPT, UCM_VAL)
 def test_onnx_model_folder_evaluates_like_its_checkpoint(tmp_path: Path) -> None:
     """An exported model folder is evaluated through onnxruntime (what ships) and gives the same
     numbers as the torch checkpoint it was exported from."""
@@ -272,7 +270,7 @@ def test_paired_diff_by_hand() -> None:
     assert rows[0]["psnr"]["mean"] == pytest.approx(0.5) and rows[0]["psnr"]["se"] == pytest.approx(0.5)
     assert rows[0]["ssim"]["wins"] == 2 and rows[0]["ssim"]["ties"] == 1
     assert "| x2 | +0.5000 ± 0.5000 | 2/3 |" in markdown(rows, "a", "b")
-    with pytest.raises(SystemExit, match="no method 'c'"):
+    with pytest.raises(USER_ERRORS, match="no method 'c'"):
         paired({"per_image": per}, "a", "c")
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import needs_shared
 from mlin_qgis.ml.images import list_images, load_image
 
 try:
@@ -149,7 +150,7 @@ def test_empty_and_missing_folder_errors(tmp_path: Path) -> None:
         list_images(tmp_path / "missing")
 
 
-@pytest.mark.skipif(not (UCM / "split.json").is_file(), reason="../shared/data/ucmerced not present in this clone")
+@needs_shared(UCM / "split.json")
 def test_shared_ucmerced_val_split() -> None:
     found = list_images(UCM / "val", split="val", split_file=UCM / "split.json")
     assert len(found) == 210

@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import needs_shared as needs_shared_paths
+from mlin_qgis.core.errors import ConfigError
 from mlin_qgis.ml.decoder import DecoderConfig, ImplicitDecoder, make_coord, pixel_query_grid
 from mlin_qgis.ml.encoders import build_encoder
 from mlin_qgis.ml.model import CheckpointError, ImplicitSR, load_model, save_model
@@ -14,7 +16,7 @@ from mlin_qgis.ml.model import CheckpointError, ImplicitSR, load_model, save_mod
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 LIIF_CKPT = SHARED / "weights" / "edsr-baseline-liif.pth"
 FIXTURE = SHARED / "fixtures" / "liif_official_osbs029.npz"
-needs_shared = pytest.mark.skipif(not LIIF_CKPT.is_file(), reason="../shared (official LIIF weights) is absent")
+needs_shared = needs_shared_paths(LIIF_CKPT)
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +33,7 @@ def test_encoders_have_liif_shapes_and_keys():
     rdn = build_encoder("rdn")
     assert rdn(torch.rand(1, 3, 5, 6)).shape == (1, 64, 5, 6)
     assert "RDBs.15.convs.7.conv.0.weight" in rdn.state_dict() and "GFF.1.weight" in rdn.state_dict()
-    with pytest.raises(KeyError, match="choose one of: edsr-baseline, rdn"):
+    with pytest.raises(ConfigError, match="choose one of: edsr-baseline, rdn"):
         build_encoder("swin")
 
 

@@ -187,7 +187,7 @@ def run_harness(python: Path, tmp_path: Path, build: Path) -> dict:
     env.update(QT_QPA_PLATFORM="offscreen", XDG_RUNTIME_DIR=str(tmp_path))
     out = subprocess.run([str(python), str(script), str(build), str(tmp_path / "profile")], capture_output=True,
                          text=True, timeout=300, env=env, cwd=tmp_path)
-    lines = [l for l in out.stdout.splitlines() if l.startswith("STATE ")]
+    lines = [line for line in out.stdout.splitlines() if line.startswith("STATE ")]
     assert lines, f"harness failed (rc {out.returncode}):\n{out.stdout}\n{out.stderr}"
     return json.loads(lines[-1][len("STATE "):])
 

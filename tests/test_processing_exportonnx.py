@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import SHARED, smooth_image, write_geotiff
+from conftest import SHARED, needs_shared, smooth_image, write_geotiff
 
 pytest_plugins = ["qgis_fixtures"]
 
@@ -33,7 +33,7 @@ def test_parameters(mlin_provider) -> None:
     assert {o.name() for o in alg.outputDefinitions()} == {"OUTPUT_FOLDER", "ENCODER", "DECODER"}
 
 
-@pytest.mark.skipif(not CHECKPOINT.is_file(), reason=f"needs the official LIIF checkpoint {CHECKPOINT} (../shared)")
+@needs_shared(CHECKPOINT)
 def test_export_real_checkpoint_then_superresolve_with_it(mlin_provider, tmp_path: Path) -> None:
     pytest.importorskip("torch", reason="the export needs torch")
     import processing
@@ -98,7 +98,7 @@ def test_missing_torch_names_the_install_command(tmp_path: Path) -> None:
         app.exitQgis()
     """)
     out = subprocess.run([str(SYSTEM_PYTHON), "-c", code], capture_output=True, text=True, timeout=300, env=env)
-    lines = [l for l in out.stdout.splitlines() if l.startswith("RESULT ")]
+    lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
     assert lines, out.stdout + out.stderr
     result = json.loads(lines[-1][len("RESULT "):])
     assert result["message"] is not None

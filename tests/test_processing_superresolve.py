@@ -232,7 +232,7 @@ def test_output_layer_is_named_after_input_and_scale(mlin_provider, project, tin
     project.addMapLayer(layer)
     processing.runAndLoadResults(ALG, {"INPUT": layer, "SCALE": 2.5, "MODEL_FILE": str(tiny_model / "encoder.onnx"),
                                        "OUTPUT": "TEMPORARY_OUTPUT"})
-    names = sorted(l.name() for l in project.mapLayers().values())
+    names = sorted(lyr.name() for lyr in project.mapLayers().values())
     assert names == ["Orthophoto", "Orthophoto ×2.5 (MLIN)"]
     out = project.mapLayersByName("Orthophoto ×2.5 (MLIN)")[0]
     assert (out.width(), out.height()) == (100, 100)
@@ -269,3 +269,27 @@ def test_ensemble_parameter_equals_the_core_ensemble(mlin_provider, tiny_model: 
     superresolve(SuperResolveRequest(rgb40, core, 2.0, model=tiny_model, ensemble=8))
     assert np.array_equal(read_array(out), read_array(core))
     assert np.abs(read_array(out).astype(int) - read_array(plain).astype(int)).max() >= 1
+
+
+def test_core_log_reaches_the_qgis_message_log_under_mlin(mlin_provider, tiny_model: Path, rgb40: Path,
+                                                         tmp_path: Path) -> None:
+    from qgis.core import QgsApplication
+
+    from mlin_qgis import qgis_log
+
+    qgis_log.install()
+    seen: list = []
+
+    def record(message: str, tag: str, level: Any) -> None:
+        if tag == "MLIN":
+            seen.append(message)
+
+    QgsApplication.messageLog().messageReceived.connect(record)
+    try:
+        run({"INPUT": str(rgb40), "SCALE": 2.0, "MODEL_FILE": str(tiny_model / "encoder.onnx"),
+             "OUTPUT": str(tmp_path / "o.tif")})
+    finally:
+        QgsApplication.messageLog().messageReceived.disconnect(record)
+        qgis_log.uninstall()
+    text = "\n".join(seen)
+    assert "provider: CPU" in text and "tile(s) of" in text and "band 1 statistics" in text

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
-from .errors import MlinError
+from .errors import ModelCardError
 
 CARD_KEY = "mlin_card"
 
@@ -34,12 +34,12 @@ def _triple(value: Any, key: str) -> tuple[float, float, float]:
     try:
         values = tuple(float(v) for v in value)
     except (TypeError, ValueError):
-        raise MlinError(f"model card field '{key}' must be a number or a list of 3 numbers, "
+        raise ModelCardError(f"model card field '{key}' must be a number or a list of 3 numbers, "
                         f"got {value!r}; re-export the model.") from None
     if len(values) != 3:
-        raise MlinError(f"model card field '{key}' must have 3 values (R, G, B), got {len(values)}; "
+        raise ModelCardError(f"model card field '{key}' must have 3 values (R, G, B), got {len(values)}; "
                         "re-export the model.")
-    return values  # type: ignore[return-value]
+    return values
 
 
 @dataclass
@@ -73,10 +73,10 @@ class ModelCard:
     def from_dict(cls, data: Mapping[str, Any], source: str = "model card") -> "ModelCard":
         """Build and validate a card; missing required fields raise one MlinError naming them all."""
         if not isinstance(data, Mapping):
-            raise MlinError(f"{source}: the model card must be a JSON object; re-export the model.")
+            raise ModelCardError(f"{source}: the model card must be a JSON object; re-export the model.")
         missing = [k for k in REQUIRED_FIELDS if k not in data]
         if missing:
-            raise MlinError(f"{source}: the model card lacks the field(s) {', '.join(missing)}; "
+            raise ModelCardError(f"{source}: the model card lacks the field(s) {', '.join(missing)}; "
                             "re-export the model with mlin_qgis.ml.export (python -m mlin_qgis export).")
         known = {f.name for f in fields(cls)}
         kwargs = {k: v for k, v in data.items() if k in known}
@@ -91,14 +91,14 @@ class ModelCard:
         try:
             data = json.loads(text)
         except (TypeError, ValueError) as exc:
-            raise MlinError(f"{source}: the model card is not valid JSON ({exc}); re-export the model.") from None
+            raise ModelCardError(f"{source}: the model card is not valid JSON ({exc}); re-export the model.") from None
         return cls.from_dict(data, source)
 
     @classmethod
     def from_metadata(cls, metadata: Mapping[str, str], source: str) -> "ModelCard":
         """Card from an ONNX file's custom metadata map (as onnxruntime returns it)."""
         if CARD_KEY not in metadata:
-            raise MlinError(f"{source} is not an mlin model: it has no '{CARD_KEY}' metadata. "
+            raise ModelCardError(f"{source} is not an mlin model: it has no '{CARD_KEY}' metadata. "
                             "Use a model exported with mlin_qgis.ml.export (python -m mlin_qgis export).")
         return cls.from_json(metadata[CARD_KEY], source)
 
@@ -129,7 +129,7 @@ class ModelCard:
                     raise ValueError(f"{key} must be an integer")
                 setattr(self, key, int(value))
         except (TypeError, ValueError) as exc:
-            raise MlinError(f"{source}: the model card has a badly typed field ({exc}); re-export the model.") from None
+            raise ModelCardError(f"{source}: the model card has a badly typed field ({exc}); re-export the model.") from None
         if self.quality is None:
             self.quality = {}
 
@@ -152,7 +152,7 @@ class ModelCard:
         if not (1.0 < self.recommended_max_scale <= self.hard_max_scale) or not math.isfinite(self.hard_max_scale):
             problems.append("scales must satisfy 1 < recommended_max_scale <= hard_max_scale (finite)")
         if problems:
-            raise MlinError(f"{source}: invalid model card ({'; '.join(problems)}); re-export the model.")
+            raise ModelCardError(f"{source}: invalid model card ({'; '.join(problems)}); re-export the model.")
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -169,7 +169,7 @@ def read_onnx_metadata(path: str | Path) -> dict[str, str]:
     """The custom metadata map of an ONNX file; MlinError when the file is missing or not ONNX."""
     path = Path(path)
     if not path.is_file():
-        raise MlinError(f"model file {path} does not exist; pick an installed model or re-export it.")
+        raise ModelCardError(f"model file {path} does not exist; pick an installed model or re-export it.")
     try:
         import onnxruntime as ort
     except ImportError:
@@ -181,18 +181,18 @@ def read_onnx_metadata(path: str | Path) -> dict[str, str]:
         try:
             session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types for bad files
-            raise MlinError(f"{path} is not an mlin model: onnxruntime cannot load it ({_short(exc)}). "
+            raise ModelCardError(f"{path} is not an mlin model: onnxruntime cannot load it ({_short(exc)}). "
                             "Re-export it or pick another model.") from None
         return dict(session.get_modelmeta().custom_metadata_map)
     try:
         import onnx
     except ImportError:
-        raise MlinError("onnxruntime is not installed in this Python; install it (pip install onnxruntime, "
+        raise ModelCardError("onnxruntime is not installed in this Python; install it (pip install onnxruntime, "
                         "or onnxruntime-gpu for NVIDIA GPUs) to use mlin models.") from None
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:
-        raise MlinError(f"{path} is not an mlin model: it cannot be parsed as ONNX ({_short(exc)}).") from None
+        raise ModelCardError(f"{path} is not an mlin model: it cannot be parsed as ONNX ({_short(exc)}).") from None
     return {p.key: p.value for p in model.metadata_props}
 
 

@@ -25,13 +25,27 @@ def _bands(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"bands must be comma-separated band numbers such as 1,2,3, got {text!r}") from None
 
 
+def _installed_models_help() -> str:
+    """'name (default): when to use it; name: ...' from the installed models' cards."""
+    from .models import available_models
+
+    try:
+        entries = available_models()
+    except Exception as exc:  # a help text must never fail
+        return f"(cannot list them: {exc})"
+    if not entries:
+        return "none"
+    return "; ".join(f"{e.name}{' (default)' if i == 0 else ''}: {e.card.description or e.card.method}"
+                     for i, e in enumerate(entries))
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Declare the `sr` options on ``parser`` (the lead's __main__ owns the sub-command set-up)."""
     parser.add_argument("input", help="input raster (GeoTIFF or any raster GDAL reads)")
     parser.add_argument("output", help="output GeoTIFF (.tif); written atomically")
     parser.add_argument("--scale", required=True, help="enlargement factor > 1, any real number (e.g. 2.5)")
-    parser.add_argument("--model", default=None, help="installed model name, model folder or .onnx path "
-                        "(default: mlin-edsr-ucmerced when installed, else the first model)")
+    parser.add_argument("--model", default=None, help="installed model name, model folder or .onnx path; "
+                        "installed: " + _installed_models_help())
     parser.add_argument("--bands", type=_bands, default=None,
                         help="3 band numbers fed as R,G,B (e.g. 4,3,2) or 1 band (grey); default: the "
                              "Red/Green/Blue bands, else 1,2,3")

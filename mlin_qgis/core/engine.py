@@ -7,6 +7,7 @@ origin, then cast to float32 (translation invariance makes a tile just a shifted
 """
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,8 @@ from .card import ModelCard, _short
 from .errors import MlinError
 from .models import DECODER_FILE, ENCODER_FILE, resolve_model
 from .tiling import halo_for, plan_tiles, query_coords
+
+log = logging.getLogger("mlin_qgis")
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
@@ -109,15 +112,22 @@ class SuperResolver:
                     sessions.append(ort.InferenceSession(str(path), sess_options=self._session_options(ort),
                                                          providers=providers))
             except Exception as exc:  # corrupt file, foreign graph, or a CUDA set-up failure
+                log.info("onnxruntime could not load %s with %s: %s", current, providers, _short(exc))
                 error = MlinError(f"{current} is not an mlin model: onnxruntime cannot load it "
                                   f"({_short(exc)}). Re-export it or pick another model.")
                 continue
             active = all(CUDA in s.get_providers() for s in sessions)
             if active:
+                log.info("provider: CUDA (%s)", encoder_path.parent.name)
                 return sessions[0], sessions[1], CUDA
+            if CUDA in providers:
+                log.warning("CUDA was offered but onnxruntime fell back to the CPU for %s (check the NVIDIA "
+                            "driver, CUDA and cuDNN versions)", encoder_path.parent.name)
             if device == "cuda":
                 raise MlinError("device 'cuda' was requested but onnxruntime could not start CUDA "
                                 "(check the NVIDIA driver, CUDA and cuDNN versions); use device 'auto' or 'cpu'.")
+            log.info("provider: CPU, %d threads (%s)", self._session_options(ort).intra_op_num_threads,
+                     encoder_path.parent.name)
             return sessions[0], sessions[1], CPU
         assert error is not None
         raise error
@@ -208,7 +218,7 @@ class SuperResolver:
         binding = self._decoder.io_binding()
         if not banded:
             binding.bind_ortvalue_input("proj", proj)
-        step = max(1, self.config.chunk // max(1, n_cols))
+        step = max(1, int(self.config.chunk or CPU_CHUNK) // max(1, n_cols))
         for a in range(0, n_rows, step):
             b = min(n_rows, a + step)
             coord = np.empty((b - a, n_cols, 2), np.float32)

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from osgeo import gdal
@@ -64,13 +65,9 @@ def dtype_info(gdal_type: int) -> DtypeInfo:
         name = gdal.GetDataTypeName(gdal_type)
         raise MlinError(f"raster data type {name} is not supported; convert the raster to Byte, UInt16, "
                         "Int16, UInt32, Int32, Float32 or Float64 first (e.g. gdal_translate -ot).")
-    dt = np.dtype(_SUPPORTED[gdal_type])
-    if dt.kind == "f":
-        info = np.finfo(dt)
-        lo, hi, is_float = float(info.min), float(info.max), True
-    else:
-        info = np.iinfo(dt)
-        lo, hi, is_float = float(info.min), float(info.max), False
+    dt: Any = np.dtype(_SUPPORTED[gdal_type])
+    limits: Any = np.finfo(dt) if dt.kind == "f" else np.iinfo(dt)
+    lo, hi, is_float = float(limits.min), float(limits.max), dt.kind == "f"
     return DtypeInfo(gdal_type, dt, gdal.GetDataTypeName(gdal_type), is_float, lo, hi)
 
 
@@ -89,8 +86,9 @@ class BandStats:
 
 
 def band_stats(values: np.ndarray, valid: np.ndarray | None, dtype: DtypeInfo,
-               config: StatsConfig = StatsConfig()) -> BandStats:
+               config: StatsConfig | None = None) -> BandStats:
     """Statistics of one band from a (decimated) sample; ``valid`` is a boolean mask or None."""
+    config = config or StatsConfig()
     v = np.asarray(values, np.float64)
     ok = np.isfinite(v) if valid is None else (valid & np.isfinite(v))
     sample = v[ok]

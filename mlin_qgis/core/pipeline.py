@@ -13,6 +13,7 @@ gt[5]/sy``, origin unchanged), so the output covers exactly the input's footprin
 """
 from __future__ import annotations
 
+import logging
 import math
 import os
 import shutil
@@ -33,6 +34,8 @@ from .models import resolve_model
 from .normalise import BandStats, StatsConfig, avoid_value, band_stats, dtype_info, from_unit, to_unit
 from .raster_io import BandPlan, RasterInfo
 from .tiling import Tile, nearest_index, output_size, plan_tiles
+
+log = logging.getLogger("mlin_qgis")
 
 ProgressFn = Callable[[float, str], None]
 CancelFn = Callable[[], bool]
@@ -192,12 +195,13 @@ def check_free_space(folder: Path, needed: int, what: str) -> None:
 
 # -- statistics -----------------------------------------------------------------------------------
 def compute_stats(ds: gdal.Dataset, info: RasterInfo, plan: BandPlan,
-                  config: StatsConfig = StatsConfig()) -> dict[int, BandStats]:
+                  config: StatsConfig | None = None) -> dict[int, BandStats]:
     """Per-band statistics from ONE decimated read of the whole raster (never per tile).
 
     A raster whose decimated read finds no valid pixel is scanned at full resolution before it is
     refused, so a few valid pixels missed by decimation do not make a valid raster fail.
     """
+    config = config or StatsConfig()
     w, h = info.width, info.height
     f = max(1.0, max(w, h) / config.sample_side)
     buf = (max(1, int(round(w / f))), max(1, int(round(h / f))))
@@ -292,8 +296,9 @@ def _prepare_output(path: Path, info: RasterInfo, plan: BandPlan, size: tuple[in
         band.SetColorInterpretation(info.color_interp[src - 1])
         if info.descriptions[src - 1]:
             band.SetDescription(info.descriptions[src - 1])
-        if i < len(nodata) and nodata[i] is not None:
-            band.SetNoDataValue(float(nodata[i]))
+        value = nodata[i] if i < len(nodata) else None
+        if value is not None:
+            band.SetNoDataValue(float(value))
         if info.offsets[src - 1] not in (None, 0.0):
             band.SetOffset(info.offsets[src - 1])
         if info.scales[src - 1] not in (None, 1.0):
@@ -353,6 +358,11 @@ def superresolve(request: SuperResolveRequest, progress: ProgressFn | None = Non
     tile_size = tile_size or _default_tile(engine.provider, scale)
     tiles = plan_tiles((info.height, info.width), (out_h, out_w), tile_size, engine.halo)
     gt = _scaled_geotransform(info.geotransform, sx, sy)
+    log.info("%s: %d x %d -> %d x %d px (x%.4g / x%.4g), %d tile(s) of %d LR px, halo %d, bands %s, ensemble %d",
+             in_path.name, info.width, info.height, out_w, out_h, sx, sy, len(tiles), tile_size, engine.halo,
+             list(plan.data_bands), request.ensemble)
+    for band, st in stats.items():
+        log.info("band %d statistics: %s", band, st)
 
     tmp_out, tmp_weights, tmp_cog = _temp_path(out_path), None, None
     dst = wdst = None
@@ -448,8 +458,9 @@ def _run_tile(src: gdal.Dataset, info: RasterInfo, plan: BandPlan, stats: dict[i
     out_valid = None if valid is None else valid[np.ix_(ny, nx)]
     for i, values in enumerate(outputs):
         if out_valid is not None:
-            if nodata[i] is not None:
-                avoid_value(values, nodata[i], info.dtype)
+            value = nodata[i]
+            if value is not None:
+                avoid_value(values, value, info.dtype)
             values[~out_valid] = _invalid_fill(nodata[i], info)
     if plan.alpha is not None:
         alpha = raster_io.read_bands(src, [plan.alpha], window)[0]

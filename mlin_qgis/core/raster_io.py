@@ -16,7 +16,7 @@ from typing import Iterator, Sequence
 import numpy as np
 from osgeo import gdal
 
-from .errors import MlinError
+from .errors import RasterError
 from .normalise import DtypeInfo, dtype_info
 
 BLOCK_SIZE = 256
@@ -50,11 +50,11 @@ def open_raster(path: str | os.PathLike) -> gdal.Dataset:
     if not _is_virtual(text):
         p = Path(text)
         if not p.exists():
-            raise MlinError(f"input raster {p} does not exist; check the path.")
+            raise RasterError(f"input raster {p} does not exist; check the path.")
         if p.is_dir():
-            raise MlinError(f"input {p} is a folder, not a raster file; choose a GeoTIFF or another raster.")
+            raise RasterError(f"input {p} is a folder, not a raster file; choose a GeoTIFF or another raster.")
         if not os.access(p, os.R_OK):
-            raise MlinError(f"input raster {p} cannot be read (permission denied); check its permissions.")
+            raise RasterError(f"input raster {p} cannot be read (permission denied); check its permissions.")
     with gdal_errors() as errors:
         try:
             ds = gdal.OpenEx(text, gdal.OF_RASTER | gdal.OF_READONLY)
@@ -63,9 +63,9 @@ def open_raster(path: str | os.PathLike) -> gdal.Dataset:
             ds = None
     if ds is None:
         detail = f" ({errors[-1]})" if errors else ""
-        raise MlinError(f"{text} is not a raster GDAL can read{detail}; choose a GeoTIFF or another raster.")
+        raise RasterError(f"{text} is not a raster GDAL can read{detail}; choose a GeoTIFF or another raster.")
     if ds.RasterCount < 1 or ds.RasterXSize < 1 or ds.RasterYSize < 1:
-        raise MlinError(f"{text} has no raster bands; choose a raster with 1 to N bands.")
+        raise RasterError(f"{text} has no raster bands; choose a raster with 1 to N bands.")
     return ds
 
 
@@ -162,29 +162,29 @@ def plan_bands(info: RasterInfo, bands: Sequence[int] | None = None, all_bands: 
     data = [b for b in range(1, info.band_count + 1) if b != alpha]
     palette = [i + 1 for i, ci in enumerate(info.color_interp) if ci == gdal.GCI_PaletteIndex]
     if palette:
-        raise MlinError(f"band(s) {palette} of {info.path} hold colour-table (palette) indices, which cannot be "
+        raise RasterError(f"band(s) {palette} of {info.path} hold colour-table (palette) indices, which cannot be "
                         "interpolated; expand the palette to RGB first (gdal_translate -expand rgb, or QGIS "
                         "Raster > Conversion > Translate with 'expand' = rgb).")
     if bands is not None and all_bands:
-        raise MlinError("choose either a band list or 'all bands', not both.")
+        raise RasterError("choose either a band list or 'all bands', not both.")
     if bands is not None:
         try:
             chosen = [int(b) for b in bands]
         except (TypeError, ValueError):
-            raise MlinError(f"bands must be band numbers such as 1,2,3; got {bands!r}.") from None
+            raise RasterError(f"bands must be band numbers such as 1,2,3; got {bands!r}.") from None
         if len(chosen) not in (1, 3):
-            raise MlinError(f"give 3 band numbers (fed as red, green, blue) or 1 (grey); got {len(chosen)}.")
+            raise RasterError(f"give 3 band numbers (fed as red, green, blue) or 1 (grey); got {len(chosen)}.")
         bad = [b for b in chosen if not 1 <= b <= info.band_count]
         if bad:
-            raise MlinError(f"band(s) {bad} do not exist: the raster has bands 1 to {info.band_count}.")
+            raise RasterError(f"band(s) {bad} do not exist: the raster has bands 1 to {info.band_count}.")
         if len(set(chosen)) != len(chosen):
-            raise MlinError(f"bands {chosen} repeat a band; choose distinct bands.")
+            raise RasterError(f"bands {chosen} repeat a band; choose distinct bands.")
         if alpha in chosen:
-            raise MlinError(f"band {alpha} is the alpha band: it is carried to the output, not "
+            raise RasterError(f"band {alpha} is the alpha band: it is carried to the output, not "
                             "super-resolved; choose colour bands.")
         return BandPlan([tuple(chosen)], alpha)
     if not data:
-        raise MlinError(f"{info.path} has only an alpha band; there is nothing to super-resolve.")
+        raise RasterError(f"{info.path} has only an alpha band; there is nothing to super-resolve.")
     if all_bands:
         groups = [tuple(data[i:i + 3]) for i in range(0, len(data) - len(data) % 3, 3)]
         groups += [(b,) for b in data[len(data) - len(data) % 3:]]
@@ -210,7 +210,7 @@ def read_bands(ds: gdal.Dataset, bands: Sequence[int], window: tuple[int, int, i
             errors.append(str(exc))
             arr = None
     if arr is None:
-        raise MlinError(f"reading window {window} of {ds.GetDescription()} failed "
+        raise RasterError(f"reading window {window} of {ds.GetDescription()} failed "
                         f"({'; '.join(errors) or 'unknown GDAL error'}); the file may be damaged.")
     return arr.reshape(len(bands), bh, bw)
 
@@ -240,7 +240,7 @@ def read_valid(ds: gdal.Dataset, bands: Sequence[int], window: tuple[int, int, i
                 errors.append(str(exc))
                 mask = None
         if mask is None:
-            raise MlinError(f"reading the mask of band {b} failed ({'; '.join(errors)}); the file may be damaged.")
+            raise RasterError(f"reading the mask of band {b} failed ({'; '.join(errors)}); the file may be damaged.")
         valid = (mask > 0) if valid is None else (valid & (mask > 0))
     return valid
 
@@ -279,7 +279,7 @@ def create_gtiff(path: str | os.PathLike, width: int, height: int, band_count: i
             errors.append(str(exc))
             ds = None
     if ds is None:
-        raise MlinError(f"cannot create {path} ({'; '.join(errors) or 'unknown GDAL error'}); check the "
+        raise RasterError(f"cannot create {path} ({'; '.join(errors) or 'unknown GDAL error'}); check the "
                         "folder, its permissions and the free space.")
     return ds
 
@@ -297,7 +297,7 @@ def write_window(ds: gdal.Dataset, data: np.ndarray, xoff: int, yoff: int) -> No
             errors.append(str(exc))
             err = gdal.CE_Failure
     if err != gdal.CE_None or errors:
-        raise MlinError(f"writing {ds.GetDescription()} failed ({'; '.join(errors) or 'unknown GDAL error'}); "
+        raise RasterError(f"writing {ds.GetDescription()} failed ({'; '.join(errors) or 'unknown GDAL error'}); "
                         "check the free space.")
 
 
@@ -313,7 +313,7 @@ def close(ds: gdal.Dataset | None) -> None:
             errors.append(str(exc))
         ds = None
     if errors:
-        raise MlinError(f"finishing {name} failed ({'; '.join(errors)}); check the free space.")
+        raise RasterError(f"finishing {name} failed ({'; '.join(errors)}); check the free space.")
 
 
 def remove_raster_files(path: str | os.PathLike) -> None:

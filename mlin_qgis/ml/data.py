@@ -16,6 +16,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from ..core.errors import DataError
 from .degradation import DegradationConfig, draw
 from .images import list_images, load_image
 from .resize import resize_bicubic
@@ -43,7 +44,7 @@ class CropSource:
     def __init__(self, paths: Sequence[Path], cfg: SamplerConfig, seed: int,
                  degradation: Optional[DegradationConfig] = None) -> None:
         if not paths:
-            raise ValueError("no training images: check the data folder and split")
+            raise DataError("no training images: check the data folder and split")
         self.paths = list(paths)
         self.cfg = cfg
         self.seed = seed

@@ -11,11 +11,13 @@ Two forward paths that give the same numbers:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from mlin_qgis.core.errors import ConfigError
 
 # The four neighbours in LIIF's loop order: (row shift, col shift).
 NEIGHBOURS: Tuple[Tuple[int, int], ...] = ((-1, -1), (-1, 1), (1, -1), (1, 1))
@@ -38,7 +40,7 @@ class DecoderConfig:
 
     def __post_init__(self) -> None:
         if self.weighting not in WEIGHTINGS:
-            raise ValueError(f"unknown weighting '{self.weighting}'; choose one of: {', '.join(WEIGHTINGS)}")
+            raise ConfigError(f"unknown weighting '{self.weighting}'; choose one of: {', '.join(WEIGHTINGS)}")
 
 
 class MLP(nn.Module):
@@ -102,13 +104,13 @@ class MetaWeightNet(nn.Module):
 
 
 class ImplicitDecoder(nn.Module):
-    def __init__(self, cfg: DecoderConfig = DecoderConfig()) -> None:
+    def __init__(self, cfg: Optional[DecoderConfig] = None) -> None:
         super().__init__()
-        self.cfg = cfg
+        self.cfg = cfg = cfg if cfg is not None else DecoderConfig()
         self.code_dim = cfg.feat_dim * 9
         in_dim = self.code_dim + 4
         if cfg.weighting == "meta" and not cfg.hidden:
-            raise ValueError("meta weighting needs a decoder MLP with a hidden layer (the meta network reads the last)")
+            raise ConfigError("meta weighting needs a decoder MLP with a hidden layer (the meta network reads the last)")
         self.imnet = MLP(in_dim, cfg.hidden, cfg.out_dim)
         self.meta = MetaWeightNet(cfg.hidden[-1], cfg.meta_embed, cfg.meta_hidden) if cfg.weighting == "meta" else None
 

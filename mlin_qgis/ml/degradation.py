@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from mlin_qgis.ml.images import user_error
+from mlin_qgis.core.errors import ConfigError
 from mlin_qgis.ml.resize import resize_bicubic
 
 # Downsampling kernels. "bicubic" is THE project resize (antialiased); the others do not prefilter,
@@ -59,18 +59,18 @@ class DegradationConfig:
         for name in ("p_clean", "p_blur", "p_anisotropic", "p_noise", "p_signal_dependent", "p_jpeg"):
             value = getattr(self, name)
             if not 0.0 <= float(value) <= 1.0:
-                raise user_error(f"degradation.{name} must be a probability in [0, 1], got {value}")
+                raise ConfigError(f"degradation.{name} must be a probability in [0, 1], got {value}")
         unknown = set(self.downsample) - set(DOWNSAMPLERS)
         if unknown:
-            raise user_error(f"degradation.downsample has unknown kernels {sorted(unknown)}; "
+            raise ConfigError(f"degradation.downsample has unknown kernels {sorted(unknown)}; "
                              f"choose from: {', '.join(DOWNSAMPLERS)}")
         if any(w < 0 for w in self.downsample.values()) or sum(self.downsample.values()) <= 0:
-            raise user_error("degradation.downsample weights must be >= 0 with a positive sum")
+            raise ConfigError("degradation.downsample weights must be >= 0 with a positive sum")
         self.blur_sigma = _range(self.blur_sigma, "blur_sigma", 0.0)
         self.noise_sigma = _range(self.noise_sigma, "noise_sigma", 0.0)
         lo, hi = _range(self.jpeg_quality, "jpeg_quality", 1.0)
         if hi > 100:
-            raise user_error(f"degradation.jpeg_quality must lie in [1, 100], got {self.jpeg_quality}")
+            raise ConfigError(f"degradation.jpeg_quality must lie in [1, 100], got {self.jpeg_quality}")
         self.jpeg_quality = (int(lo), int(hi))
 
     @classmethod
@@ -78,7 +78,7 @@ class DegradationConfig:
         known = set(asdict(cls()))
         unknown = set(data or {}) - known
         if unknown:
-            raise user_error(f"unknown degradation keys: {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
+            raise ConfigError(f"unknown degradation keys: {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
         return cls(**(data or {}))
 
 
@@ -86,9 +86,9 @@ def _range(value: Any, name: str, low: float) -> Tuple[float, float]:
     try:
         lo, hi = (float(v) for v in value)
     except (TypeError, ValueError):
-        raise user_error(f"degradation.{name} must be two numbers [lo, hi], got {value!r}") from None
+        raise ConfigError(f"degradation.{name} must be two numbers [lo, hi], got {value!r}") from None
     if not (low <= lo <= hi):
-        raise user_error(f"degradation.{name} must satisfy {low:g} <= lo <= hi, got {value!r}")
+        raise ConfigError(f"degradation.{name} must satisfy {low:g} <= lo <= hi, got {value!r}")
     return lo, hi
 
 
@@ -109,7 +109,7 @@ def blur(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     """Convolve (B,C,H,W) with one 2-D kernel per channel, reflecting at the borders."""
     pad = kernel.shape[-1] // 2
     if pad >= min(x.shape[-2:]):
-        raise user_error(f"blur kernel of radius {pad} is too large for a {tuple(x.shape[-2:])} image")
+        raise ConfigError(f"blur kernel of radius {pad} is too large for a {tuple(x.shape[-2:])} image")
     c = x.shape[1]
     weight = kernel.to(x.dtype).expand(c, 1, *kernel.shape)
     return F.conv2d(F.pad(x, (pad, pad, pad, pad), mode="reflect"), weight, groups=c)
@@ -127,7 +127,7 @@ def downsample(x: torch.Tensor, size: Tuple[int, int], kernel: str) -> torch.Ten
         return F.interpolate(x, size=size, mode="area")
     if kernel == "nearest":
         return F.interpolate(x, size=size, mode="nearest-exact")
-    raise user_error(f"unknown downsampling kernel '{kernel}'; choose one of: {', '.join(DOWNSAMPLERS)}")
+    raise ConfigError(f"unknown downsampling kernel '{kernel}'; choose one of: {', '.join(DOWNSAMPLERS)}")
 
 
 def add_noise(x: torch.Tensor, sigma_dn: float, signal_dependent: bool, seed: int) -> torch.Tensor:
@@ -266,7 +266,7 @@ def suite_degradation(name: str, scale: float, seed: int) -> Degradation:
     try:
         return SUITE[name](scale, seed)
     except KeyError:
-        raise user_error(f"unknown degradation '{name}'; choose one of: {', '.join(SUITE)}") from None
+        raise ConfigError(f"unknown degradation '{name}'; choose one of: {', '.join(SUITE)}") from None
 
 
 def make_lr(hr: torch.Tensor, size: Tuple[int, int], chain: Degradation) -> torch.Tensor:

@@ -4,6 +4,7 @@ Layer names mirror LIIF's so `encoder.*` weights of a LIIF checkpoint load witho
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 from torch import nn
@@ -48,9 +49,9 @@ class EDSRConfig:
 class EDSR(nn.Module):
     """EDSR trunk: head conv, residual blocks, body conv, global skip."""
 
-    def __init__(self, cfg: EDSRConfig = EDSRConfig()) -> None:
+    def __init__(self, cfg: Optional[EDSRConfig] = None) -> None:
         super().__init__()
-        self.cfg = cfg
+        self.cfg = cfg = cfg if cfg is not None else EDSRConfig()
         self.sub_mean = MeanShift()
         self.add_mean = MeanShift()
         self.head = nn.Sequential(_conv(3, cfg.n_feats))
@@ -95,9 +96,9 @@ class RDNConfig:
 class RDN(nn.Module):
     """Residual dense network trunk (LIIF's RDN, configuration B, no upsampler)."""
 
-    def __init__(self, cfg: RDNConfig = RDNConfig()) -> None:
+    def __init__(self, cfg: Optional[RDNConfig] = None) -> None:
         super().__init__()
-        self.cfg = cfg
+        self.cfg = cfg = cfg if cfg is not None else RDNConfig()
         self.SFENet1 = _conv(3, cfg.g0)
         self.SFENet2 = _conv(cfg.g0, cfg.g0)
         self.RDBs = nn.ModuleList([RDB(cfg.g0, cfg.growth, cfg.n_layers) for _ in range(cfg.n_blocks)])

@@ -28,8 +28,9 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from mlin_qgis.core.errors import ConfigError, DataError, MlinError
 from mlin_qgis.ml.degradation import SUITE_DESCRIPTIONS, make_lr, suite_degradation, suite_names
-from mlin_qgis.ml.images import list_images, load_image, user_error
+from mlin_qgis.ml.images import list_images, load_image
 from mlin_qgis.ml.metrics import psnr, ssim
 from mlin_qgis.ml.resize import resize_bicubic
 
@@ -63,13 +64,13 @@ def parse_scales(text: str | list[float] | tuple[float, ...]) -> list[float]:
         try:
             value = float(item.strip() if isinstance(item, str) else item)
         except (TypeError, ValueError):
-            raise user_error(f"scale {item!r} is not a number; give scales like 2,2.5,4") from None
+            raise ConfigError(f"scale {item!r} is not a number; give scales like 2,2.5,4") from None
         if not math.isfinite(value) or value <= 1.0:
-            raise user_error(f"scale {item!r} must be a finite number greater than 1 (super-resolution upscales)")
+            raise ConfigError(f"scale {item!r} must be a finite number greater than 1 (super-resolution upscales)")
         if value not in scales:
             scales.append(value)
     if not scales:
-        raise user_error("no scales given; pass e.g. --scales 2,3,4")
+        raise ConfigError("no scales given; pass e.g. --scales 2,3,4")
     return scales
 
 
@@ -148,14 +149,14 @@ def _load_methods(checkpoints: Mapping[str, Any]) -> dict[str, Any]:
 
     A path is a .pth checkpoint (torch) or an exported model folder with encoder.onnx (onnxruntime)."""
     if BICUBIC in checkpoints:
-        raise user_error(f"the name {BICUBIC!r} is reserved for the baseline; name the checkpoint otherwise")
+        raise ConfigError(f"the name {BICUBIC!r} is reserved for the baseline; name the checkpoint otherwise")
     for name, item in checkpoints.items():
         if not hasattr(item, "super_resolve") and not isinstance(item, (str, os.PathLike)):
-            raise user_error(f"checkpoint {name}: expected a .pth path or a model with .super_resolve, "
+            raise ConfigError(f"checkpoint {name}: expected a .pth path or a model with .super_resolve, "
                              f"got {type(item).__name__}")
         if not hasattr(item, "super_resolve") and not Path(item).is_file() and not _is_onnx_folder(item):
-            raise user_error(f"checkpoint {name}: {item} does not exist; pass the path of a .pth file "
-                             "or of a model folder holding encoder.onnx and decoder.onnx", FileNotFoundError)
+            raise ConfigError(f"checkpoint {name}: {item} does not exist; pass the path of a .pth file "
+                             "or of a model folder holding encoder.onnx and decoder.onnx")
     models: dict[str, Any] = {}
     for name, item in checkpoints.items():
         if hasattr(item, "super_resolve"):
@@ -227,7 +228,7 @@ def _markdown(results: dict[str, Any]) -> str:
 def first_per_class(images: list[Path], count: int) -> list[Path]:
     """The first `count` images of each class folder: a subset that keeps every land-use class."""
     if count < 1:
-        raise user_error(f"per-class count must be at least 1, got {count}")
+        raise ConfigError(f"per-class count must be at least 1, got {count}")
     seen: dict[str, int] = {}
     keep = []
     for path in images:
@@ -249,13 +250,13 @@ def evaluate(checkpoints: Mapping[str, Any], data_dir: str | Path, scales: Any,
     """
     scale_list = parse_scales(scales)
     if protocol not in PROTOCOLS:
-        raise user_error(f"unknown protocol '{protocol}'; choose one of: {', '.join(PROTOCOLS)}")
+        raise ConfigError(f"unknown protocol '{protocol}'; choose one of: {', '.join(PROTOCOLS)}")
     if protocol == "funsr" and degradation != "bicubic":
-        raise user_error("the funsr protocol makes its own LR (bicubic without antialiasing); "
+        raise ConfigError("the funsr protocol makes its own LR (bicubic without antialiasing); "
                          "leave --degradation out with --protocol funsr")
     suite_degradation(degradation, 2.0, 0)  # an unknown name fails before anything slow
     if limit is not None and limit < 1:
-        raise user_error(f"limit must be at least 1, got {limit}")
+        raise ConfigError(f"limit must be at least 1, got {limit}")
     images = list_images(data_dir, split=split, split_file=split_file)
     if per_class is not None:
         images = first_per_class(images, per_class)
@@ -275,7 +276,7 @@ def evaluate(checkpoints: Mapping[str, Any], data_dir: str | Path, scales: Any,
                 if protocol == "mlin":
                     (h, w), lr_size = protocol_sizes(full.shape[-2], full.shape[-1], scale)
                     if min(lr_size) < 1 or min(h, w) - 2 * math.ceil(scale) < 11:
-                        raise user_error(f"image {path} ({full.shape[-2]}x{full.shape[-1]}) is too small for "
+                        raise DataError(f"image {path} ({full.shape[-2]}x{full.shape[-1]}) is too small for "
                                          f"scale {key}; use larger images or smaller scales")
                 hr, lr, shave = protocol_pair(full, scale, index, protocol, degradation)
                 h, w = hr.shape[-2:]
@@ -283,7 +284,7 @@ def evaluate(checkpoints: Mapping[str, Any], data_dir: str | Path, scales: Any,
                 for name, model in models.items():
                     sr = model.super_resolve(lr.to(_device_of(model)), (h, w), chunk=chunk)
                     if tuple(sr.shape) != tuple(hr.shape):
-                        raise user_error(f"{name} returned {tuple(sr.shape)} for output size {(h, w)}; "
+                        raise ConfigError(f"{name} returned {tuple(sr.shape)} for output size {(h, w)}; "
                                          "super_resolve must return (B,3,H,W)")
                     outputs[name] = sr.float().cpu()
                 for name, sr in outputs.items():
@@ -320,11 +321,11 @@ def merge_results(parts: list[dict[str, Any]]) -> dict[str, Any]:
     """One table from runs that evaluated different methods on the same images and scales
     (so methods can be evaluated in parallel processes)."""
     if not parts:
-        raise user_error("nothing to merge")
+        raise ConfigError("nothing to merge")
     merged = json.loads(json.dumps(parts[0]))
     for part in parts[1:]:
         if part["images"] != merged["images"] or part["scales"] != merged["scales"]:
-            raise user_error("results to merge must cover the same images and scales")
+            raise ConfigError("results to merge must cover the same images and scales")
         for method in part["methods"]:
             if method not in merged["methods"]:
                 merged["methods"].append(method)
@@ -332,6 +333,27 @@ def merge_results(parts: list[dict[str, Any]]) -> dict[str, Any]:
                 merged["per_image"][method] = part["per_image"][method]
                 merged["checkpoints"][method] = part["checkpoints"].get(method)
     return merged
+
+
+def paired_differences(results: dict[str, Any], a: str, b: str) -> list[dict[str, Any]]:
+    """One row per scale: mean/SE of PSNR and SSIM differences and A's win count."""
+    for name in (a, b):
+        if name not in results["per_image"]:
+            raise ConfigError(f"no method {name!r} in the results; it has: "
+                             f"{', '.join(results['per_image'])}")
+    rows = []
+    for key in results["per_image"][a]:
+        row: dict[str, Any] = {"scale": key, "n": len(results["per_image"][a][key]["psnr"])}
+        for metric in ("psnr", "ssim"):
+            d = [x - y for x, y in zip(results["per_image"][a][key][metric], results["per_image"][b][key][metric])]
+            n = len(d)
+            mean = sum(d) / n
+            var = sum((x - mean) ** 2 for x in d) / (n - 1) if n > 1 else 0.0
+            row[metric] = {"mean": mean, "se": math.sqrt(var / n), "wins": sum(x > 0 for x in d),
+                           "ties": sum(x == 0 for x in d)}
+        rows.append(row)
+    return rows
+
 
 
 def write_results(results: dict[str, Any], out_dir: str | Path) -> None:
@@ -365,17 +387,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="mlin: whole images (default); funsr: FunSR's 48x48-LR centre-crop protocol")
 
 
-def _user_errors() -> tuple[type[Exception], ...]:
-    errors: list[type[Exception]] = [type(user_error("x")), type(user_error("x", FileNotFoundError))]
-    try:
-        from mlin_qgis.ml.model import CheckpointError
-
-        errors.append(CheckpointError)
-    except ImportError:  # pragma: no cover
-        pass
-    return tuple(errors)
-
-
 def run(args: argparse.Namespace) -> int:
     """CLI entry: evaluate, print the table, return 0; on bad input print the error and return 2."""
     if getattr(args, "threads", None):
@@ -385,7 +396,7 @@ def run(args: argparse.Namespace) -> int:
         for value in args.checkpoint:
             name, path = parse_checkpoint_arg(value)
             if name in checkpoints:
-                raise user_error(f"two checkpoints are named {name!r}; name them with NAME=CKPT")
+                raise ConfigError(f"two checkpoints are named {name!r}; name them with NAME=CKPT")
             checkpoints[name] = path
         names = [n.strip() for n in str(args.degradation).split(",") if n.strip()]
         for name in names:
@@ -398,7 +409,7 @@ def run(args: argparse.Namespace) -> int:
             print(_markdown(results))
             if out:
                 print(f"results written to {Path(out) / 'results.json'} and results.md")
-    except _user_errors() as exc:
+    except MlinError as exc:
         print(f"mlin_qgis evaluate: error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -14,6 +14,7 @@ from typing import Any, Dict, Optional, Tuple
 import torch
 from torch import nn
 
+from ..core.errors import DataError
 from .model import ImplicitSR, model_from_checkpoint, read_checkpoint
 
 OPSET = 17
@@ -114,7 +115,7 @@ def quality_from_results(results_json: str | Path, method: str) -> Dict[str, Any
     """The measured PSNR/SSIM of `method` from an `evaluate` results.json, for the card."""
     results = json.loads(Path(results_json).read_text())
     if method not in results.get("mean", {}):
-        raise ValueError(f"{results_json} has no results for '{method}'; it has: {', '.join(results.get('mean', {}))}")
+        raise DataError(f"{results_json} has no results for '{method}'; it has: {', '.join(results.get('mean', {}))}")
     return {"data": f"{results.get('data_dir')} ({results.get('n_images')} images)",
             "protocol": "whole image, bicubic LR (antialiased, 8-bit), RGB, shave ceil(scale)",
             "mean": results["mean"][method], "bicubic": results["mean"].get("bicubic", {})}

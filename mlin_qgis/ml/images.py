@@ -11,19 +11,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-try:  # the core layer's user-facing error, when the lead has created it
-    from mlin_qgis.core.errors import MlinError as _UserError
-except ImportError:  # pragma: no cover - depends on the state of the repository
-    _UserError = None
+from mlin_qgis.core.errors import DataError
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset({".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp"})
-
-
-def user_error(message: str, fallback: type[Exception] = ValueError) -> Exception:
-    """Build the error a user should see: MlinError when it exists, else `fallback`."""
-    if _UserError is not None:
-        return _UserError(message)
-    return fallback(message)
 
 
 def _is_image(path: Path) -> bool:
@@ -44,19 +34,19 @@ def _walk_images(root: Path) -> list[Path]:
 
 def _read_split(split_file: Path, split: str) -> list[str]:
     if not split_file.is_file():
-        raise user_error(
+        raise DataError(
             f"split file {split_file} does not exist; pass the JSON that lists the splits "
-            "(e.g. shared/data/ucmerced/split.json)", FileNotFoundError)
+            "(e.g. shared/data/ucmerced/split.json)")
     try:
         table = json.loads(split_file.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise user_error(f"split file {split_file} is not readable JSON ({exc}); fix or replace it") from exc
+        raise DataError(f"split file {split_file} is not readable JSON ({exc}); fix or replace it") from exc
     if not isinstance(table, dict) or split not in table:
         keys = sorted(table) if isinstance(table, dict) else []
-        raise user_error(f"split {split!r} is not in {split_file}; choose one of {keys}")
+        raise DataError(f"split {split!r} is not in {split_file}; choose one of {keys}")
     entries = table[split]
     if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):
-        raise user_error(f"split {split!r} in {split_file} must be a list of relative paths like 'class/file.png'")
+        raise DataError(f"split {split!r} in {split_file} must be a list of relative paths like 'class/file.png'")
     return entries
 
 
@@ -69,10 +59,10 @@ def list_images(root: str | Path, split: str | None = None, split_file: str | Pa
     """
     root = Path(root)
     if not root.is_dir():
-        raise user_error(f"image folder {root} does not exist; pass a folder of images "
-                         "(flat, or <root>/<class>/*.png|tif|jpg)", FileNotFoundError)
+        raise DataError(f"image folder {root} does not exist; pass a folder of images "
+                         "(flat, or <root>/<class>/*.png|tif|jpg)")
     if (split is None) != (split_file is None):
-        raise user_error("split and split_file go together: give both (e.g. --split val --split-file split.json) "
+        raise DataError("split and split_file go together: give both (e.g. --split val --split-file split.json) "
                          "or neither")
     if split is None:
         images = _walk_images(root)
@@ -86,7 +76,7 @@ def list_images(root: str | Path, split: str | None = None, split_file: str | Pa
     if not images:
         what = f"listed under {split!r} in {split_file}" if split is not None else \
             f"with extensions {sorted(IMAGE_EXTENSIONS)}"
-        raise user_error(f"no images {what} found in {root}; check the folder and split")
+        raise DataError(f"no images {what} found in {root}; check the folder and split")
     return sorted(set(images))
 
 
@@ -103,14 +93,14 @@ def _to_uint8(array: np.ndarray, mode: str, path: Path) -> np.ndarray:
         top = float(finite.max()) if finite.size else 0.0
         scale = 255.0 if top <= 1.0 else 1.0  # [0,1] floats or already 0..255
         return np.round(np.clip(np.nan_to_num(array) * scale, 0, 255)).astype(np.uint8)
-    raise user_error(f"{path}: pixel mode {mode!r} is not supported; convert it to 8-bit RGB")
+    raise DataError(f"{path}: pixel mode {mode!r} is not supported; convert it to 8-bit RGB")
 
 
 def load_image(path: str | Path) -> np.ndarray:
     """Read an image as uint8 (H, W, 3): grey replicated, alpha dropped, 16-bit scaled, palette expanded."""
     path = Path(path)
     if not path.is_file():
-        raise user_error(f"image {path} does not exist; check the path", FileNotFoundError)
+        raise DataError(f"image {path} does not exist; check the path")
     try:
         with Image.open(path) as img:
             img.load()
@@ -122,8 +112,8 @@ def load_image(path: str | Path) -> np.ndarray:
                 img = img.getchannel("L")
                 mode = "L"
             array = np.asarray(img)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise user_error(f"cannot read image {path} ({exc}); it is damaged or not an image format "
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise DataError(f"cannot read image {path} ({exc}); it is damaged or not an image format "
                          "Pillow reads (png, tif, jpg, bmp)") from exc
     array = _to_uint8(array, mode, path)
     if array.ndim == 2:
@@ -131,7 +121,7 @@ def load_image(path: str | Path) -> np.ndarray:
     elif array.ndim == 3 and array.shape[2] >= 3:
         array = array[:, :, :3]  # RGBA / RGBX: drop the fourth band
     else:
-        raise user_error(f"{path}: unexpected pixel layout {array.shape}; convert it to RGB")
+        raise DataError(f"{path}: unexpected pixel layout {array.shape}; convert it to RGB")
     if array.shape[0] == 0 or array.shape[1] == 0:
-        raise user_error(f"{path}: image is empty")
+        raise DataError(f"{path}: image is empty")
     return np.array(array, dtype=np.uint8, order="C", copy=True)  # writable, owned by the caller

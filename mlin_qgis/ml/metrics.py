@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from skimage.metrics import structural_similarity
 
-from mlin_qgis.ml.images import user_error
+from mlin_qgis.core.errors import DataError
 
 ArrayLike = np.ndarray | torch.Tensor
 
@@ -26,20 +26,20 @@ def _as_chw(x: ArrayLike, name: str) -> np.ndarray:
     if arr.ndim == 4 and arr.shape[0] == 1:
         arr = arr[0]
     if arr.ndim != 3:
-        raise user_error(f"{name} must be (C,H,W) (or (1,C,H,W)), got shape {arr.shape}")
+        raise DataError(f"{name} must be (C,H,W) (or (1,C,H,W)), got shape {arr.shape}")
     return arr
 
 
 def _prepare(sr: ArrayLike, hr: ArrayLike, shave: int, data_range: float) -> tuple[np.ndarray, np.ndarray]:
     sr_a, hr_a = _as_chw(sr, "sr"), _as_chw(hr, "hr")
     if sr_a.shape != hr_a.shape:
-        raise user_error(f"sr {sr_a.shape} and hr {hr_a.shape} must have the same shape")
+        raise DataError(f"sr {sr_a.shape} and hr {hr_a.shape} must have the same shape")
     if int(shave) != shave or shave < 0:
-        raise user_error(f"shave must be a non-negative integer, got {shave}")
+        raise DataError(f"shave must be a non-negative integer, got {shave}")
     shave = int(shave)
     _, h, w = sr_a.shape
     if 2 * shave >= h or 2 * shave >= w:
-        raise user_error(f"shave {shave} leaves nothing of a {h}x{w} image; use larger images")
+        raise DataError(f"shave {shave} leaves nothing of a {h}x{w} image; use larger images")
     sr_a = np.clip(sr_a, 0.0, data_range)
     if shave:
         sr_a = sr_a[:, shave:-shave, shave:-shave]
@@ -60,7 +60,7 @@ def ssim(sr: ArrayLike, hr: ArrayLike, shave: int) -> float:
     """Mean SSIM over RGB channels (Gaussian sigma 1.5, 11x11 window, data range 1) after clip and shave."""
     sr_a, hr_a = _prepare(sr, hr, shave, 1.0)
     if min(sr_a.shape[1:]) < 11:
-        raise user_error(f"SSIM needs at least 11x11 pixels after shaving, got {sr_a.shape[1:]}")
+        raise DataError(f"SSIM needs at least 11x11 pixels after shaving, got {sr_a.shape[1:]}")
     return float(structural_similarity(
         np.moveaxis(hr_a, 0, -1), np.moveaxis(sr_a, 0, -1), channel_axis=-1, data_range=1.0,
         gaussian_weights=True, sigma=1.5, use_sample_covariance=False))

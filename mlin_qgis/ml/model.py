@@ -6,22 +6,19 @@ Two kinds load: the official LIIF checkpoint (`{'model': {'name': 'liif', 'args'
 from __future__ import annotations
 
 import pickle
-from dataclasses import asdict
+import re
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
 import torch
 from torch import nn
 
-from ..core.errors import MlinError
+from ..core.errors import CheckpointError
 from .decoder import DecoderConfig, ImplicitDecoder, pixel_query_grid
 from .encoders import build_encoder
 
 CHECKPOINT_KIND = "mlin-qgis"
-
-
-class CheckpointError(MlinError, ValueError):
-    """A checkpoint that is missing, unreadable or of a kind we do not know."""
 
 
 class ImplicitSR(nn.Module):
@@ -31,10 +28,12 @@ class ImplicitSR(nn.Module):
     input_mean = 0.5
     input_std = 0.5
 
-    def __init__(self, encoder_name: str = "edsr-baseline", decoder_cfg: DecoderConfig = DecoderConfig()) -> None:
+    def __init__(self, encoder_name: str = "edsr-baseline", decoder_cfg: Optional[DecoderConfig] = None) -> None:
         super().__init__()
         self.encoder_name = encoder_name
         self.encoder = build_encoder(encoder_name)
+        # a copy: the caller's config (or a shared default) must not be changed behind its back
+        decoder_cfg = replace(decoder_cfg) if decoder_cfg is not None else DecoderConfig()
         decoder_cfg.feat_dim = self.encoder.out_dim
         self.decoder = ImplicitDecoder(decoder_cfg)
 
@@ -88,9 +87,13 @@ def read_checkpoint(path: str | Path) -> Dict[str, Any]:
     try:
         ck = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise CheckpointError(f"refusing to load {path}: it holds objects other than tensors and plain data "
-                              f"({_first_line(exc)}), which could run code when loaded. Use a checkpoint "
-                              "from `python -m mlin_qgis train` or an official LIIF .pth") from None
+        unsafe = re.search(r"unsupported GLOBAL (\S+)", str(exc))
+        if unsafe:
+            raise CheckpointError(f"refusing to load {path}: it asks to build {unsafe.group(1)}, not just tensors "
+                                  "and plain data, which could run code when loaded. Use a checkpoint from "
+                                  "`python -m mlin_qgis train` or an official LIIF .pth") from None
+        raise CheckpointError(f"cannot read checkpoint {path}: it is not a torch checkpoint (unreadable pickle). "
+                              "Is it a .pth file?") from None
     except Exception as exc:  # zip and torch errors all mean the same to a user
         raise CheckpointError(f"cannot read checkpoint {path}: {_first_line(exc)}. Is it a torch .pth file?") from None
     if not isinstance(ck, dict):

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Callable, Dict, Generic, TypeVar
 
+from mlin_qgis.core.errors import ConfigError
+
 T = TypeVar("T")
 
 
@@ -16,7 +18,7 @@ class Registry(Generic[T]):
     def register(self, name: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
         def add(factory: Callable[..., T]) -> Callable[..., T]:
             if name in self._items:
-                raise KeyError(f"{self.kind} '{name}' is registered twice")
+                raise ConfigError(f"{self.kind} '{name}' is registered twice")
             self._items[name] = factory
             return factory
 
@@ -27,7 +29,7 @@ class Registry(Generic[T]):
             return self._items[name]
         except KeyError:
             choices = ", ".join(sorted(self._items))
-            raise KeyError(f"unknown {self.kind} '{name}'; choose one of: {choices}") from None
+            raise ConfigError(f"unknown {self.kind} '{name}'; choose one of: {choices}") from None
 
     def names(self) -> list[str]:
         return sorted(self._items)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from mlin_qgis.ml.images import user_error
+from mlin_qgis.core.errors import DataError
 
 
 def resize_bicubic(x: torch.Tensor, size: tuple[int, int], quantize: bool = True) -> torch.Tensor:
@@ -20,13 +20,13 @@ def resize_bicubic(x: torch.Tensor, size: tuple[int, int], quantize: bool = True
     Use quantize=False for outputs that are not images on disk (e.g. the bicubic SR baseline).
     """
     if not isinstance(x, torch.Tensor):
-        raise user_error(f"resize_bicubic needs a torch.Tensor, got {type(x).__name__}")
+        raise DataError(f"resize_bicubic needs a torch.Tensor, got {type(x).__name__}")
     if x.dim() not in (3, 4):
-        raise user_error(f"resize_bicubic needs a (B,C,H,W) or (C,H,W) tensor, got shape {tuple(x.shape)}")
+        raise DataError(f"resize_bicubic needs a (B,C,H,W) or (C,H,W) tensor, got shape {tuple(x.shape)}")
     if not x.is_floating_point():
-        raise user_error(f"resize_bicubic needs floats in [0,1], got dtype {x.dtype}; divide uint8 by 255")
+        raise DataError(f"resize_bicubic needs floats in [0,1], got dtype {x.dtype}; divide uint8 by 255")
     if len(size) != 2 or any(int(v) != v or int(v) < 1 for v in size):
-        raise user_error(f"resize size must be two positive integers (h, w), got {size}")
+        raise DataError(f"resize size must be two positive integers (h, w), got {size}")
     out_size = (int(size[0]), int(size[1]))
     batched = x if x.dim() == 4 else x.unsqueeze(0)
     if tuple(batched.shape[-2:]) == out_size:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import random
 import time
@@ -18,13 +19,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import FeatureBank, CropSource, SamplerConfig, sample_queries, training_images
-from .degradation import DegradationConfig, make_lr, suite_degradation
+from ..core.errors import ConfigError
+from .data import CropSource, FeatureBank, SamplerConfig, sample_queries, training_images
 from .decoder import DecoderConfig
+from .degradation import DegradationConfig, make_lr, suite_degradation
 from .images import list_images, load_image
 from .model import ImplicitSR, load_model, read_checkpoint, save_model
 
-
+log_ = logging.getLogger("mlin_qgis.train")
 LOSSES = ("l1", "l2")
 
 
@@ -69,14 +71,14 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
-            raise ValueError(f"unknown loss '{self.loss}'; choose one of: {', '.join(LOSSES)}")
+            raise ConfigError(f"unknown loss '{self.loss}'; choose one of: {', '.join(LOSSES)}")
 
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> "TrainConfig":
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
-            raise ValueError(f"unknown training config keys: {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
+            raise ConfigError(f"unknown training config keys: {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
         data = dict(data)
         if "sampler" in data:
             data["sampler"] = SamplerConfig(**data["sampler"])
@@ -90,7 +92,7 @@ class TrainConfig:
 
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"training config not found: {path}")
+            raise ConfigError(f"training config not found: {path}; pass the path of a YAML file with TrainConfig fields")
         cfg = cls.from_dict(yaml.safe_load(path.read_text()) or {})
         # Relative data paths in a config are relative to the repository root (where make runs).
         return cfg
@@ -100,7 +102,7 @@ def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was asked for but torch sees no CUDA GPU; use --device cpu or auto")
+        raise ConfigError("device 'cuda' was asked for but torch sees no CUDA GPU; use --device cpu or auto")
     return torch.device(name)
 
 
@@ -120,7 +122,7 @@ def build_model(cfg: TrainConfig) -> ImplicitSR:
             # The area-weight ablation of a meta run: the same trunk, its meta network dropped.
             model = load_model(cfg.init_checkpoint, weighting="area")
         if model.decoder.cfg.weighting != cfg.weighting:
-            raise ValueError(f"init_checkpoint {cfg.init_checkpoint} has '{model.decoder.cfg.weighting}' weights, "
+            raise ConfigError(f"init_checkpoint {cfg.init_checkpoint} has '{model.decoder.cfg.weighting}' weights, "
                              f"the config asks for '{cfg.weighting}'; continue a run with its own weighting")
     else:
         model = load_model(cfg.encoder_checkpoint, weighting=cfg.weighting)
@@ -128,7 +130,7 @@ def build_model(cfg: TrainConfig) -> ImplicitSR:
     if cfg.weighting == "meta" and (dec.meta_hidden, dec.meta_embed, dec.meta_residual) != (
             cfg.meta_hidden, cfg.meta_embed, cfg.meta_residual):
         if cfg.init_checkpoint:  # a continuation must not silently drop the meta network it trained
-            raise ValueError(f"init_checkpoint {cfg.init_checkpoint} has a meta network with hidden "
+            raise ConfigError(f"init_checkpoint {cfg.init_checkpoint} has a meta network with hidden "
                              f"{dec.meta_hidden}, embed {dec.meta_embed}, residual {dec.meta_residual}; set the "
                              "config's meta_hidden/meta_embed/meta_residual to match it")
         fresh = DecoderConfig(**{**asdict(dec), "meta_hidden": cfg.meta_hidden, "meta_embed": cfg.meta_embed,
@@ -226,7 +228,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
             group["base_lr"] = fresh["base_lr"]  # the config's rates win over the saved ones
         start = int(state["train"]["iteration"])
         spent_before = float(state["train"].get("seconds", 0.0))
-        print(f"resuming {ckpt_path} at iteration {start}")
+        log_.info("resuming %s at iteration %d", ckpt_path, start)
 
     earlier = earlier_phases(cfg.init_checkpoint) if cfg.init_checkpoint else []
     paths = training_images(cfg.data_root, cfg.split, cfg.split_file)
@@ -236,52 +238,50 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     if not cfg.train_encoder:
         bank = FeatureBank(source, lambda lr: model.encode(lr.to(device)).cpu(), cfg.bank_size)
         bank.fill(cfg.bank_size + start * cfg.bank_refresh)
-        print(f"crop bank: {cfg.bank_size} crops from {len(paths)} images encoded in {time.time() - t0:.0f} s")
+        log_.info("crop bank: %d crops from %d images encoded in %.0f s", cfg.bank_size, len(paths), time.time() - t0)
     val_imgs = _val_crops(cfg)
-    log = (run / "log.jsonl").open("a")
+    with (run / "log.jsonl").open("a") as log:
+        def checkpoint(it: int) -> None:
+            spent = spent_before + time.time() - t0
+            save_model(model, ckpt_path, {"train": {"iteration": it, "optimizer": opt.state_dict(),
+                                                     "config": asdict(cfg), "seconds": spent, "phases": earlier},
+                                          "card": training_card(cfg, it, spent, device, earlier)})
 
-    def checkpoint(it: int) -> None:
-        spent = spent_before + time.time() - t0
-        save_model(model, ckpt_path, {"train": {"iteration": it, "optimizer": opt.state_dict(),
-                                                 "config": asdict(cfg), "seconds": spent, "phases": earlier},
-                                      "card": training_card(cfg, it, spent, device, earlier)})
-
-    bar = tqdm(range(start, cfg.iterations), initial=start, total=cfg.iterations, disable=not progress,
-               dynamic_ncols=True)
-    running = None
-    for it in bar:
-        for group in opt.param_groups:
-            group["lr"] = group["base_lr"] * lr_factor(it, cfg)
-        rng = np.random.default_rng([cfg.seed, 1, it])
-        if bank is not None:
-            b = bank.batch(rng, cfg.batch_size, cfg.sampler.sample_q, cfg.sampler.lr_size)
-            feat = b.feat.to(device)
-            coord, cell, target = b.coord, b.cell, b.target
-        else:  # the encoder learns too: fresh crops, encoded with gradients
-            crops = [source.crop(it * cfg.batch_size + k) for k in range(cfg.batch_size)]
-            feat = model.encode(torch.stack([lr for lr, _ in crops]).to(device))
-            coord, cell, target = sample_queries([hr for _, hr in crops], rng, cfg.sampler.sample_q,
-                                                 cfg.sampler.lr_size)
-        loss = training_loss(model, feat, coord.to(device), cell.to(device), target.to(device), cfg.loss)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if bank is not None:
-            bank.refresh(cfg.bank_refresh)
-        running = loss.item() if running is None else 0.95 * running + 0.05 * loss.item()
-        bar.set_postfix(loss=f"{running:.4f}")
-        done = it + 1
-        if done % cfg.log_every == 0 or done == cfg.iterations:
-            entry: Dict[str, Any] = {"iteration": done, "loss": running, "seconds": round(time.time() - t0, 1)}
-            if val_imgs and (done % cfg.checkpoint_every == 0 or done == cfg.iterations):
-                monitor = ("bicubic", "bicubic-aliased", "jpeg") if cfg.degradation else ("bicubic",)
-                entry["val_psnr"] = quick_val(model, val_imgs, cfg.val_scales, monitor)
-                bar.write(json.dumps(entry))
-            log.write(json.dumps(entry) + "\n")
-            log.flush()
-        if done % cfg.checkpoint_every == 0 or done == cfg.iterations:
-            checkpoint(done)
-    log.close()
+        bar = tqdm(range(start, cfg.iterations), initial=start, total=cfg.iterations, disable=not progress,
+                   dynamic_ncols=True)
+        running = None
+        for it in bar:
+            for group in opt.param_groups:
+                group["lr"] = group["base_lr"] * lr_factor(it, cfg)
+            rng = np.random.default_rng([cfg.seed, 1, it])
+            if bank is not None:
+                b = bank.batch(rng, cfg.batch_size, cfg.sampler.sample_q, cfg.sampler.lr_size)
+                feat = b.feat.to(device)
+                coord, cell, target = b.coord, b.cell, b.target
+            else:  # the encoder learns too: fresh crops, encoded with gradients
+                crops = [source.crop(it * cfg.batch_size + k) for k in range(cfg.batch_size)]
+                feat = model.encode(torch.stack([lr for lr, _ in crops]).to(device))
+                coord, cell, target = sample_queries([hr for _, hr in crops], rng, cfg.sampler.sample_q,
+                                                     cfg.sampler.lr_size)
+            loss = training_loss(model, feat, coord.to(device), cell.to(device), target.to(device), cfg.loss)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if bank is not None:
+                bank.refresh(cfg.bank_refresh)
+            running = loss.item() if running is None else 0.95 * running + 0.05 * loss.item()
+            bar.set_postfix(loss=f"{running:.4f}")
+            done = it + 1
+            if done % cfg.log_every == 0 or done == cfg.iterations:
+                entry: Dict[str, Any] = {"iteration": done, "loss": running, "seconds": round(time.time() - t0, 1)}
+                if val_imgs and (done % cfg.checkpoint_every == 0 or done == cfg.iterations):
+                    monitor = ("bicubic", "bicubic-aliased", "jpeg") if cfg.degradation else ("bicubic",)
+                    entry["val_psnr"] = quick_val(model, val_imgs, cfg.val_scales, monitor)
+                    bar.write(json.dumps(entry))
+                log.write(json.dumps(entry) + "\n")
+                log.flush()
+            if done % cfg.checkpoint_every == 0 or done == cfg.iterations:
+                checkpoint(done)
     if start >= cfg.iterations and not ckpt_path.is_file():
         checkpoint(start)
     return ckpt_path
@@ -292,7 +292,7 @@ def earlier_phases(init_checkpoint: str) -> List[Dict[str, Any]]:
     state = read_checkpoint(init_checkpoint)
     record = state.get("train")
     if not record:
-        raise ValueError(f"init_checkpoint {init_checkpoint} has no training record; "
+        raise ConfigError(f"init_checkpoint {init_checkpoint} has no training record; "
                          "continue from a checkpoint written by `python -m mlin_qgis train`")
     this = {k: record[k] for k in ("iteration", "seconds", "config")}
     return list(record.get("phases", [])) + [this]
@@ -335,6 +335,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     cfg = TrainConfig.from_yaml(args.config)
     if args.iterations is not None:
         cfg.iterations = args.iterations

@@ -92,6 +92,7 @@ class ExportOnnxAlgorithm(QgsProcessingAlgorithm):
 
         try:
             import torch  # noqa: F401 - probe first, so the message names torch, not an inner module
+
             from ..ml.export import export_checkpoint
         except ImportError as exc:
             missing = (getattr(exc, "name", None) or "torch").split(".")[0]
