@@ -1,4 +1,4 @@
-"""Benchmarks for mlin-qgis (issue 7): `python -m bench` (or `make bench`) prints one table.
+"""Benchmarks for mlin-qgis: `python -m bench` (or `make bench`) prints one table.
 
 Rows: the straightforward PyTorch decoder (LIIF-literal), the factored PyTorch decoder, the ONNX
 engine and GDAL bicubic, at x2/x4/x8 on one real 256x256 remote-sensing image; plus the decoder's

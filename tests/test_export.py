@@ -9,8 +9,9 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from mlin_qgis.core.card import CARD_KEY
 from mlin_qgis.ml.decoder import DecoderConfig, pixel_query_grid
-from mlin_qgis.ml.export import CARD_KEY, export_checkpoint
+from mlin_qgis.ml.export import export_checkpoint
 from mlin_qgis.ml.model import ImplicitSR, save_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -89,3 +90,37 @@ def test_shipped_mlin_model_matches_its_checkpoint():
         want = model.super_resolve(lr, out_size)[0].numpy()
     assert np.abs((rgb * 0.5 + 0.5).T.reshape(3, *out_size) - want).max() <= 1e-4
     assert np.abs(weights - area).max() > 1e-3  # trained meta weights depart from LIIF's
+
+
+def test_ship_writes_a_card_from_the_runs_record_and_a_slim_checkpoint(tmp_path):
+    import subprocess
+    import sys
+
+    from mlin_qgis.core.card import ModelCard
+    from mlin_qgis.ml.model import read_checkpoint
+    from mlin_qgis.ml.train import TrainConfig
+
+    torch.manual_seed(0)
+    model = ImplicitSR("edsr-baseline", DecoderConfig(weighting="meta"))
+    cfg = TrainConfig(iterations=7, train_encoder=True)
+    from dataclasses import asdict
+    record = {"iteration": 7, "seconds": 36.0, "config": asdict(cfg), "optimizer": {"state": {}, "param_groups": []},
+              "phases": [{"iteration": 5, "seconds": 72.0, "config": asdict(TrainConfig(iterations=5))}]}
+    run = tmp_path / "checkpoint.pth"
+    save_model(model, run, {"train": record, "card": {"description": "from training"}})
+    out = tmp_path / "models" / "shipped-test"
+    proc = subprocess.run([sys.executable, "-m", "mlin_qgis", "export", "--checkpoint", str(run), "--out", str(out),
+                           "--ship", "--training-data", "tiny", "--hardware", "1 test thread",
+                           "--description", "use it for tests"], capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    card = ModelCard.from_onnx(out / "decoder.onnx")
+    assert card.description == "use it for tests" and card.training_data == "tiny"
+    assert card.training_budget.startswith("5 iterations with L1 loss on clean bicubic LR")
+    assert "Then 7 iterations" in card.training_budget and "encoder lr 1e-05 (encoder fine-tuned)" in card.training_budget
+    assert "In all: 12 iterations, 0.03 h" in card.training_budget
+    slim = read_checkpoint(out / "shipped-test.pth")
+    assert "optimizer" not in slim["train"] and slim["train"]["iteration"] == 7
+    bad = subprocess.run([sys.executable, "-m", "mlin_qgis", "export", "--checkpoint", str(run), "--out",
+                          str(tmp_path / "x"), "--ship"], capture_output=True, text=True, cwd=REPO)
+    assert bad.returncode == 2 and "--ship needs --training-data and --hardware" in bad.stderr
+    assert not (tmp_path / "x").exists()

@@ -40,7 +40,7 @@ def _installed_models_help() -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Declare the `sr` options on ``parser`` (the lead's __main__ owns the sub-command set-up)."""
+    """Declare the `sr` options on ``parser`` (mlin_qgis.__main__ makes the sub-command)."""
     parser.add_argument("input", help="input raster (GeoTIFF or any raster GDAL reads)")
     parser.add_argument("output", help="output GeoTIFF (.tif); written atomically")
     parser.add_argument("--scale", required=True, help="enlargement factor > 1, any real number (e.g. 2.5)")

@@ -129,14 +129,16 @@ class OnnxMethod:
     This measures exactly what ships, and on CPU it is about 4x faster than the torch decoder; its
     output equals the torch model's to ~1e-6 (tests/test_export.py)."""
 
-    def __init__(self, folder: str | os.PathLike, threads: int | None = None) -> None:
+    def __init__(self, folder: str | os.PathLike, threads: int | None = None, ensemble: int = 1) -> None:
         from mlin_qgis.core.engine import SuperResolver
 
         self.folder = Path(folder)
         self.engine = SuperResolver(self.folder, device="cpu", threads=threads)
+        self.ensemble = ensemble
 
     def super_resolve(self, lr: torch.Tensor, out_size: tuple[int, int], chunk: int = 65536) -> torch.Tensor:
-        outs = [self.engine.upscale(img.numpy().astype(np.float32), tuple(out_size), clip=False) for img in lr]
+        outs = [self.engine.upscale(img.numpy().astype(np.float32), tuple(out_size), clip=False,
+                                    ensemble=self.ensemble) for img in lr]
         return torch.from_numpy(np.stack(outs))
 
 
@@ -144,7 +146,7 @@ def _is_onnx_folder(item: Any) -> bool:
     return isinstance(item, (str, os.PathLike)) and (Path(item) / "encoder.onnx").is_file()
 
 
-def _load_methods(checkpoints: Mapping[str, Any]) -> dict[str, Any]:
+def _load_methods(checkpoints: Mapping[str, Any], ensemble: int = 1) -> dict[str, Any]:
     """Name -> object with .super_resolve; paths are checked before anything slow is loaded.
 
     A path is a .pth checkpoint (torch) or an exported model folder with encoder.onnx (onnxruntime)."""
@@ -162,7 +164,7 @@ def _load_methods(checkpoints: Mapping[str, Any]) -> dict[str, Any]:
         if hasattr(item, "super_resolve"):
             models[name] = item
         elif _is_onnx_folder(item):
-            models[name] = OnnxMethod(item, threads=torch.get_num_threads())
+            models[name] = OnnxMethod(item, threads=torch.get_num_threads(), ensemble=ensemble)
         else:
             from mlin_qgis.ml.model import load_model  # torch model code only when a path is given
 
@@ -242,7 +244,8 @@ def first_per_class(images: list[Path], count: int) -> list[Path]:
 def evaluate(checkpoints: Mapping[str, Any], data_dir: str | Path, scales: Any,
              split: str | None = None, split_file: str | Path | None = None, limit: int | None = None,
              out_dir: str | Path | None = None, chunk: int = 65536, progress: bool = True,
-             per_class: int | None = None, degradation: str = "bicubic", protocol: str = "mlin") -> dict[str, Any]:
+             per_class: int | None = None, degradation: str = "bicubic", protocol: str = "mlin",
+             ensemble: int = 1) -> dict[str, Any]:
     """Evaluate each checkpoint (path or model with .super_resolve) and bicubic on every image and scale.
 
     Writes results.json and results.md to out_dir when given; returns the same results dict
@@ -262,7 +265,9 @@ def evaluate(checkpoints: Mapping[str, Any], data_dir: str | Path, scales: Any,
         images = first_per_class(images, per_class)
     if limit is not None:
         images = images[:limit]
-    models = _load_methods(checkpoints)
+    if ensemble not in (1, 8):
+        raise ConfigError(f"ensemble must be 1 or 8, got {ensemble}")
+    models = _load_methods(checkpoints, ensemble)
     methods = [BICUBIC, *models]
     keys = [scale_key(s) for s in scale_list]
     per_image: dict[str, dict[str, dict[str, list[float]]]] = {
@@ -308,6 +313,7 @@ def evaluate(checkpoints: Mapping[str, Any], data_dir: str | Path, scales: Any,
         "checkpoints": {n: (str(c) if not hasattr(c, "super_resolve") else f"<{type(c).__name__}>")
                         for n, c in checkpoints.items()},
         "degradation": degradation,
+        "ensemble": ensemble,
         "protocol": PROTOCOL_TEXT[protocol](degradation),
         "mean": mean,
         "per_image": per_image,
@@ -383,6 +389,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--degradation", default="bicubic",
                         help="how LR is made, one name or several comma-separated (one table each, in "
                              "OUT/NAME/ when several): " + ", ".join(suite_names()) + " (default %(default)s)")
+    parser.add_argument("--ensemble", type=int, choices=[1, 8], default=1,
+                        help="8: run exported model folders with the x8 flip/transpose self-ensemble")
     parser.add_argument("--protocol", default="mlin", choices=PROTOCOLS,
                         help="mlin: whole images (default); funsr: FunSR's 48x48-LR centre-crop protocol")
 
@@ -405,7 +413,7 @@ def run(args: argparse.Namespace) -> int:
             out = Path(args.out) / name if args.out and len(names) > 1 else args.out
             results = evaluate(checkpoints, args.data, args.scales, split=args.split, split_file=args.split_file,
                                limit=args.limit, out_dir=out, chunk=args.chunk, per_class=args.per_class,
-                               degradation=name, protocol=args.protocol)
+                               degradation=name, protocol=args.protocol, ensemble=args.ensemble)
             print(_markdown(results))
             if out:
                 print(f"results written to {Path(out) / 'results.json'} and results.md")

@@ -14,11 +14,12 @@ from typing import Any, Dict, Optional, Tuple
 import torch
 from torch import nn
 
-from ..core.errors import DataError
+from ..core.card import CARD_KEY, ModelCard
+from ..core.errors import ConfigError, DataError
+from ..core.models import DECODER_FILE, ENCODER_FILE
 from .model import ImplicitSR, model_from_checkpoint, read_checkpoint
 
 OPSET = 17
-CARD_KEY = "mlin_card"
 CARD_VERSION = "1"
 
 
@@ -77,10 +78,11 @@ def default_card(model: ImplicitSR, name: str, checkpoint: Dict[str, Any]) -> Di
 def export_model(model: ImplicitSR, out_dir: str | Path, card: Dict[str, Any]) -> Tuple[Path, Path]:
     import onnx  # export-time only
 
+    ModelCard.from_dict(card, f"the card for {out_dir}")  # the engine's schema, checked before writing
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model = model.eval().float()
-    enc_path, dec_path = out / "encoder.onnx", out / "decoder.onnx"
+    enc_path, dec_path = out / ENCODER_FILE, out / DECODER_FILE
     image = torch.rand(1, 3, 24, 20)
     with torch.no_grad():
         proj = model.decoder.project(model.encode(image))
@@ -132,12 +134,73 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, name: Optiona
     return export_model(model, out_dir, card)
 
 
+# -- shipping a training run as a model folder ----------------------------------------------------
+def phase_text(phase: Dict[str, Any], hardware: str) -> str:
+    """One sentence on one training phase, from the run's own record."""
+    cfg = phase["config"]
+    sampler = cfg["sampler"]
+    rates = f"decoder lr {cfg['lr']:g}" + (f", meta lr {cfg['lr_meta']:g}" if cfg["weighting"] == "meta" else "")
+    if cfg.get("train_encoder"):
+        rates += f", encoder lr {cfg['lr_encoder']:g} (encoder fine-tuned)"
+    data = (f"crop bank of {cfg['bank_size']} encoded crops refreshed {cfg['bank_refresh']} per iteration"
+            if not cfg.get("train_encoder") else f"{cfg['batch_size']} fresh crops per iteration")
+    lr_made = "degraded LR (the run's `degradation` block)" if cfg.get("degradation") else "clean bicubic LR"
+    return (f"{phase['iteration']} iterations with {cfg.get('loss', 'l1').upper()} loss on {lr_made}, batch "
+            f"{cfg['batch_size']}, {sampler['sample_q']} queries per {sampler['lr_size']}x{sampler['lr_size']} crop, "
+            f"scales U({sampler['scale_min']:g}, {sampler['scale_max']:g}), Adam ({rates}), warm-up {cfg['warmup']} "
+            f"then cosine; {phase['seconds'] / 3600:.2f} h wall on {hardware}; {data}; seed {cfg['seed']}")
+
+
+def budget_text(train: Dict[str, Any], hardware: str) -> str:
+    """One sentence per training phase (a continuation keeps the record of the run it started from)."""
+    phases = list(train.get("phases", [])) + [train]
+    text = ". Then ".join(phase_text(p, hardware) for p in phases)
+    if len(phases) > 1:
+        total_it = sum(p["iteration"] for p in phases)
+        total_h = sum(p["seconds"] for p in phases) / 3600
+        text += f". In all: {total_it} iterations, {total_h:.2f} h"
+    return text
+
+
+def ship_checkpoint(checkpoint: str | Path, out_dir: str | Path, training_data: str, hardware: str,
+                    quality: Optional[Dict[str, Any]] = None, description: Optional[str] = None,
+                    keep_pth: bool = True) -> Tuple[Path, Path]:
+    """A training run -> a model folder: slim .pth (no optimizer state; optional), ONNX pair and a card
+    whose budget is written from the run's own record, so the card says what was really run."""
+    raw = read_checkpoint(checkpoint)
+    if "train" not in raw:
+        raise DataError(f"{checkpoint} has no training record; ship a checkpoint written by `train`")
+    out = Path(out_dir)
+    info = dict(raw.get("card", {}))
+    info["training_data"] = training_data
+    info["training_budget"] = budget_text(raw["train"], hardware)
+    if description:
+        info["description"] = description
+    slim = {k: v for k, v in raw.items() if k != "train"}
+    slim["train"] = {k: v for k, v in raw["train"].items() if k != "optimizer"}
+    slim["card"] = info
+    model = model_from_checkpoint(slim, checkpoint)
+    card = default_card(model, out.name, slim)
+    if quality:
+        card["quality"] = quality
+    paths = export_model(model, out, card)
+    if keep_pth:
+        torch.save(slim, out / f"{out.name}.pth")
+    return paths
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, help="a .pth checkpoint (MLIN or official LIIF)")
     parser.add_argument("--out", required=True, help="folder for encoder.onnx and decoder.onnx")
     parser.add_argument("--name", default=None, help="model name in the card (default: folder name)")
     parser.add_argument("--quality", default=None, metavar="RESULTS_JSON[:METHOD]",
                         help="put the measured PSNR/SSIM from an `evaluate` results.json into the card")
+    parser.add_argument("--ship", action="store_true",
+                        help="ship a training run: card budget from the run's record, slim .pth beside the ONNX pair")
+    parser.add_argument("--training-data", default=None, help="with --ship: the training data, in words")
+    parser.add_argument("--hardware", default=None, help="with --ship: what the training ran on, in words")
+    parser.add_argument("--description", default=None, help="with --ship: the card's one-line 'when to use it'")
+    parser.add_argument("--no-pth", action="store_true", help="with --ship: do not keep the slim .pth")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -145,6 +208,12 @@ def run(args: argparse.Namespace) -> int:
     if args.quality:
         path, _, method = args.quality.partition(":")
         quality = quality_from_results(path, method or (args.name or Path(args.out).name))
-    enc, dec = export_checkpoint(args.checkpoint, args.out, args.name, quality)
+    if args.ship:
+        if not (args.training_data and args.hardware):
+            raise ConfigError("--ship needs --training-data and --hardware (they go into the model card)")
+        enc, dec = ship_checkpoint(args.checkpoint, args.out, args.training_data, args.hardware, quality,
+                                   args.description, keep_pth=not args.no_pth)
+    else:
+        enc, dec = export_checkpoint(args.checkpoint, args.out, args.name, quality)
     print(f"wrote {enc} and {dec}")
     return 0
