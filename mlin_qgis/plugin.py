@@ -12,7 +12,8 @@ from qgis.core import QgsApplication
 from qgis.PyQt.QtWidgets import QAction
 
 from . import dependencies, qgis_log
-from .processing.provider import MlinProvider, icon
+from .processing.provider import MlinProvider
+from .qgis_common import icon
 
 MENU = "&MLIN Super-Resolution"
 ACTION_TEXT = "MLIN Super-Resolution…"

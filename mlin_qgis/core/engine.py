@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from .card import ModelCard, _short
+from .devices import DEVICES
 from .errors import MlinError
 from .models import DECODER_FILE, ENCODER_FILE, resolve_model
 from .tiling import halo_for, plan_tiles, query_coords
@@ -24,7 +25,7 @@ log = logging.getLogger("mlin_qgis")
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
-DEVICES = ("auto", "cpu", "cuda")
+
 DEFAULT_CHUNK = 65536  # decoder queries per call on CUDA (big batches keep the GPU busy)
 # On CPU small calls keep the decoder's intermediates (4 x chunk x 256 floats) in cache, and with the
 # row band (see row_band) a call no longer costs a pass over the whole proj: see docs/PERFORMANCE.md.

@@ -49,7 +49,7 @@ from qgis.PyQt.QtWidgets import (
 )
 
 from .. import dependencies
-from ..processing.superresolve_algorithm import (
+from ..qgis_common import (
     DEVICES,
     FALLBACK_MAX_SCALE,
     output_layer_name,

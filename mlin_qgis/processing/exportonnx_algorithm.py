@@ -23,6 +23,7 @@ from qgis.core import (
 from qgis.PyQt.QtGui import QIcon
 
 from .. import dependencies
+from ..qgis_common import icon
 
 
 class ExportOnnxAlgorithm(QgsProcessingAlgorithm):
@@ -48,8 +49,6 @@ class ExportOnnxAlgorithm(QgsProcessingAlgorithm):
         return ["onnx", "export", "checkpoint", "pytorch", "torch", "liif", "mlin", "model"]
 
     def icon(self) -> QIcon:
-        from .provider import icon
-
         return icon()
 
     def createInstance(self) -> "ExportOnnxAlgorithm":  # noqa: N802 - QGIS API

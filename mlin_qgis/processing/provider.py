@@ -1,26 +1,12 @@
 """The ``mlin`` Processing provider: makes the algorithms visible to the toolbox, models and qgis_process."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import List
 
 from qgis.core import QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
-PACKAGE_DIR = Path(__file__).resolve().parent.parent
-
-
-def resource_path(name: str) -> Path:
-    """A file of ``resources/``: inside the plugin folder once built, beside the package in a checkout."""
-    for root in (PACKAGE_DIR / "resources", PACKAGE_DIR.parent / "resources"):
-        if (root / name).exists():
-            return root / name
-    return PACKAGE_DIR / "resources" / name  # missing: QIcon then shows nothing, which is not fatal
-
-
-def icon() -> QIcon:
-    """The plugin icon (toolbar, provider, algorithms)."""
-    return QIcon(str(resource_path("icon.svg")))
+from ..qgis_common import icon, resource_path
 
 
 class MlinProvider(QgsProcessingProvider):
