@@ -260,7 +260,7 @@ def test_onnx_model_folder_evaluates_like_its_checkpoint(tmp_path: Path) -> None
 
 
 def test_paired_diff_by_hand() -> None:
-    from scripts.paired_diff import markdown, paired
+    markdown, paired = ev.paired_markdown, ev.paired_differences
 
     per = {"a": {"2": {"psnr": [30.0, 31.0, 32.0], "ssim": [0.9, 0.8, 0.7]}},
            "b": {"2": {"psnr": [29.0, 31.5, 31.0], "ssim": [0.9, 0.7, 0.6]}}}
@@ -336,3 +336,22 @@ def test_cli_several_degradations_write_one_table_each(tiny_dataset: Path, tmp_p
     assert ev.run(_cli(["--checkpoint", f"b={tmp_path / 'nope.pth'}", "--data", str(tiny_dataset),
                         "--degradation", "blur,mixed", "--out", str(out)])) == 2  # missing checkpoint
     ev.run  # the happy path with a real model is in the ONNX evaluation test
+
+
+def test_merge_table_and_paired_actions(tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    ev.evaluate({"bicubic-model": BicubicSR()}, tiny_dataset, "2", out_dir=a, progress=False)
+    ev.evaluate({"nearest": NearestSR()}, tiny_dataset, "2", out_dir=b, progress=False)
+    assert ev.run(_cli(["merge", str(tmp_path / "m"), str(a / "results.json"), str(b)])) == 0
+    merged = json.loads((tmp_path / "m" / "results.json").read_text())
+    assert merged["methods"] == ["bicubic", "bicubic-model", "nearest"]
+    capsys.readouterr()
+    assert ev.run(_cli(["table", str(tmp_path / "m"), "nearest=Nearest neighbour"])) == 0
+    out = capsys.readouterr().out
+    assert "| Nearest neighbour | " in out and "2 images from" in out
+    assert ev.run(_cli(["paired", str(tmp_path / "m"), "nearest", "bicubic"])) == 0
+    assert "| x2 | -" in capsys.readouterr().out  # nearest loses to bicubic on every image
+    assert ev.run(_cli(["paired", str(tmp_path / "m"), "nearest"])) == 2
+    assert "evaluate paired RESULTS_JSON METHOD_A METHOD_B" in capsys.readouterr().err
+    assert ev.run(_cli(["table", str(tmp_path / "nothing")])) == 2
+    assert "no evaluation results at" in capsys.readouterr().err

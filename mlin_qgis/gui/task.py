@@ -42,15 +42,9 @@ class SuperResolveTask(QgsTask):
 
     def run(self) -> bool:
         """Worker thread: no GUI, no project access; every failure becomes ``self.error``."""
-        try:
-            from ..core import pipeline
-            from ..core.errors import MlinCancelled, MlinError
-        except ImportError as exc:
-            if getattr(exc, "name", "") == "onnxruntime":
-                self.error = dependencies.onnxruntime_install_text()
-                return False
-            self.error = f"The plugin is incomplete ({exc}); reinstall it."
-            return False
+        from ..core import pipeline  # onnxruntime is imported lazily by the engine, never here
+        from ..core.errors import MlinCancelled, MlinError
+
         if not dependencies.onnxruntime_available():
             self.error = dependencies.onnxruntime_install_text()
             return False

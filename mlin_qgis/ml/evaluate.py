@@ -369,13 +369,52 @@ def write_results(results: dict[str, Any], out_dir: str | Path) -> None:
     (out / "results.md").write_text(_markdown(results), encoding="utf-8")
 
 
+def quality_table(results: dict[str, Any], labels: Mapping[str, str] | None = None) -> str:
+    """The README/model-card table: one row per method, "PSNR / SSIM" per scale, readable labels."""
+    labels = labels or {}
+    keys = [scale_key(s) for s in results["scales"]]
+    lines = ["| method | " + " | ".join(f"x{k}" for k in keys) + " |", "|---|" + "---:|" * len(keys)]
+    for method in results["methods"]:
+        cells = [f"{results['mean'][method][k]['psnr']:.2f} / {results['mean'][method][k]['ssim']:.4f}" for k in keys]
+        lines.append(f"| {labels.get(method, method)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def paired_markdown(rows: list[dict[str, Any]], a: str, b: str) -> str:
+    """Paired differences as a table: mean ± SE and A's wins, per scale."""
+    lines = [f"| scale | ΔPSNR {a} − {b} (dB) ± SE | {a} wins (PSNR) | ΔSSIM ± SE | {a} wins (SSIM) |",
+             "|---|---:|---:|---:|---:|"]
+    for r in rows:
+        p, s = r["psnr"], r["ssim"]
+        lines.append(f"| x{r['scale']} | {p['mean']:+.4f} ± {p['se']:.4f} | {p['wins']}/{r['n']} | "
+                     f"{s['mean']:+.4f} ± {s['se']:.4f} | {s['wins']}/{r['n']} |")
+    return "\n".join(lines)
+
+
+def _read_results(path: str | Path) -> dict[str, Any]:
+    file = Path(path)
+    if file.is_dir():
+        file = file / "results.json"
+    if not file.is_file():
+        raise DataError(f"no evaluation results at {path}; pass a results.json written by `evaluate --out`")
+    return json.loads(file.read_text(encoding="utf-8"))
+
+
+ACTIONS = ("run", "merge", "table", "paired")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of `python -m mlin_qgis evaluate`."""
+    """Options of `python -m mlin_qgis evaluate` (and its merge/table/paired actions)."""
     defaults = EvalConfig()
-    parser.add_argument("--checkpoint", action="append", required=True, metavar="[NAME=]CKPT",
+    parser.add_argument("action", nargs="?", default="run", choices=ACTIONS,
+                        help="run (default): evaluate checkpoints; merge OUT A.json B.json ...: one table from "
+                             "runs of other methods on the same images; table RESULTS [NAME=LABEL ...]: the "
+                             "README table; paired RESULTS A B: paired differences with standard errors")
+    parser.add_argument("inputs", nargs="*", help="the action's files and names (see above)")
+    parser.add_argument("--checkpoint", action="append", default=None, metavar="[NAME=]CKPT",
                         help="checkpoint (.pth) or exported model folder (encoder.onnx + decoder.onnx) to evaluate "
                              "(repeatable); NAME defaults to the file or folder name")
-    parser.add_argument("--data", required=True, help="folder of images (flat or <class>/ subfolders)")
+    parser.add_argument("--data", default=None, help="folder of images (flat or <class>/ subfolders)")
     parser.add_argument("--scales", default=",".join(scale_key(s) for s in defaults.scales),
                         help="comma-separated scales > 1, e.g. 2,2.5,3,4 (default %(default)s)")
     parser.add_argument("--split", default=defaults.split, help="split name in --split-file, e.g. val")
@@ -395,11 +434,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="mlin: whole images (default); funsr: FunSR's 48x48-LR centre-crop protocol")
 
 
+def _other_action(action: str, inputs: list[str]) -> str:
+    if action == "merge":
+        if len(inputs) < 3:
+            raise ConfigError("evaluate merge OUT_DIR A/results.json B/results.json ...")
+        merged = merge_results([_read_results(p) for p in inputs[1:]])
+        write_results(merged, inputs[0])
+        return _markdown(merged)
+    if action == "table":
+        if not inputs:
+            raise ConfigError("evaluate table RESULTS_JSON [NAME=LABEL ...]")
+        results = _read_results(inputs[0])
+        labels = dict(item.split("=", 1) for item in inputs[1:] if "=" in item)
+        return f"{results['n_images']} images from {results['data_dir']}\n\n" + quality_table(results, labels)
+    if len(inputs) != 3:
+        raise ConfigError("evaluate paired RESULTS_JSON METHOD_A METHOD_B")
+    return paired_markdown(paired_differences(_read_results(inputs[0]), inputs[1], inputs[2]), inputs[1], inputs[2])
+
+
 def run(args: argparse.Namespace) -> int:
     """CLI entry: evaluate, print the table, return 0; on bad input print the error and return 2."""
     if getattr(args, "threads", None):
         torch.set_num_threads(args.threads)
     try:
+        action = getattr(args, "action", "run")
+        if action != "run":
+            print(_other_action(action, list(args.inputs)))
+            return 0
+        if not args.checkpoint or not args.data:
+            raise ConfigError("evaluate needs --checkpoint (at least one) and --data")
         checkpoints: dict[str, Path] = {}
         for value in args.checkpoint:
             name, path = parse_checkpoint_arg(value)

@@ -203,13 +203,9 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
         ensemble = 8 if self.parameterAsBoolean(parameters, self.ENSEMBLE, context) else 1
         model = self._model(parameters, context)
 
-        try:
-            from ..core import pipeline
-            from ..core.errors import MlinCancelled, MlinError
-        except ImportError as exc:
-            if getattr(exc, "name", "") == "onnxruntime":
-                raise QgsProcessingException(dependencies.onnxruntime_install_text()) from None
-            raise
+        from ..core import pipeline  # onnxruntime is imported lazily by the engine, never here
+        from ..core.errors import MlinCancelled, MlinError
+
         if not dependencies.onnxruntime_available():
             raise QgsProcessingException(dependencies.onnxruntime_install_text())
 
