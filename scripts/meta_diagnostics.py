@@ -33,14 +33,6 @@ from mlin_qgis.ml.resize import resize_bicubic
 
 def headroom(args: argparse.Namespace) -> None:
     model = load_model(args.checkpoint).eval()
-    captured = {}
-    mix = model.decoder._mix
-
-    def spy(preds, areas, hiddens):  # keep the four per-neighbour colours of the last query
-        captured["preds"] = torch.stack(preds, dim=-2)
-        return mix(preds, areas, hiddens)
-
-    model.decoder._mix = spy
     paths = list_images(args.data)[:: args.every][: args.images]
     for s in args.scales:
         res = {k: [] for k in ("model", "area", "best single", "best convex")}
@@ -53,7 +45,8 @@ def headroom(args: argparse.Namespace) -> None:
                 proj = model.decoder.project(model.encode(lr))
                 coord, cell = pixel_query_grid(lr.shape[-2:], (h, w))
                 rgb, _, area = model.decoder.query(proj, coord[None], cell[None])
-            preds = captured["preds"][0] * model.input_std + model.input_mean  # (N, 4, 3)
+                neighbours = model.decoder.neighbour_colours(proj, coord[None], cell[None])
+            preds = neighbours[0] * model.input_std + model.input_mean  # (N, 4, 3)
             target = hr.permute(1, 2, 0).reshape(-1, 3)
 
             def image(x: torch.Tensor) -> torch.Tensor:

@@ -155,3 +155,16 @@ def test_checkpoint_round_trip_and_bad_checkpoints(tmp_path):
         load_model(tmp_path / "junk.pth")
     with pytest.raises(ValueError, match="unknown weighting 'fixed'"):
         DecoderConfig(weighting="fixed")
+
+
+def test_neighbour_colours_mixed_by_the_weights_give_the_query():
+    torch.manual_seed(1)
+    dec = ImplicitDecoder(DecoderConfig(weighting="meta", feat_dim=8, hidden=[16, 16]))
+    torch.nn.init.normal_(dec.meta.head[2].weight, std=0.5)
+    proj = dec.project(torch.randn(1, 8, 6, 7))
+    coord, cell = pixel_query_grid((6, 7), (13, 15))
+    rgb, weights, _ = dec.query(proj, coord[None], cell[None])
+    colours = dec.neighbour_colours(proj, coord[None], cell[None])
+    assert colours.shape == (1, 13 * 15, 4, 3)
+    assert torch.allclose((colours * weights[..., None]).sum(-2), rgb, atol=1e-6)
+    assert not torch.allclose(colours[..., 0, :], colours[..., 3, :])

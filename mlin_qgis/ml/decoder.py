@@ -135,6 +135,17 @@ class ImplicitDecoder(nn.Module):
         """Colours at `coord` (B, N, 2) in LR pixel units (row, col) for output cells `cell` (B, N, 2).
 
         Returns (rgb (B, N, out), mixing weights (B, N, 4), LIIF area weights (B, N, 4))."""
+        return self._mix(*self._neighbours(proj, coord, cell))
+
+    def neighbour_colours(self, proj: torch.Tensor, coord: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
+        """The four neighbours' own colours (B, N, 4, out) before mixing, in LIIF's loop order (what
+        the mixing weights choose between; used by the diagnostics)."""
+        return torch.stack(self._neighbours(proj, coord, cell)[0], dim=-2)
+
+    def _neighbours(
+        self, proj: torch.Tensor, coord: torch.Tensor, cell: torch.Tensor
+    ) -> Tuple[List[torch.Tensor], List[torch.Tensor], List[torch.Tensor]]:
+        """Per neighbour: colour, LIIF area (before the diagonal swap) and trunk's last hidden layer."""
         b, c, h, w = proj.shape
         n = coord.shape[1]
         flat = proj.permute(0, 2, 3, 1).reshape(b * h * w, c)
@@ -156,7 +167,7 @@ class ImplicitDecoder(nn.Module):
             preds.append(self.imnet.head(hidden) if self.cfg.hidden else first)
             areas.append(torch.abs(rel[..., 0] * rel[..., 1]) + 1e-9)
             hiddens.append(hidden)
-        return self._mix(preds, areas, hiddens)
+        return preds, areas, hiddens
 
     def _mix(
         self, preds: List[torch.Tensor], areas: List[torch.Tensor], hiddens: List[torch.Tensor]
