@@ -74,16 +74,19 @@ def test_prototype_query_equals_the_decoder(weighting: str) -> None:
 
 @pytest.mark.parametrize("rows", [(0, 3), (5, 9), (40, 48), (0, 48), (17, 18)])
 def test_row_band_gives_the_same_colours(rows: tuple[int, int]) -> None:
-    """bench/_proto_engine.row_band (the proposed engine change): a chunk of whole output rows decoded
-    from its LR row band equals the same chunk decoded from the whole proj, borders included."""
-    from bench._proto_engine import row_band
+    """The engine's own row_band: a chunk of whole output rows decoded from its LR row band equals the
+    same chunk decoded from the whole proj, borders included."""
+    from mlin_qgis.core.engine import row_band
 
     dec = _decoder("meta")
     h, w, oh, ow = 13, 11, 48, 40  # x3.7 rows: query rows land on, near and between code centres
     proj = torch.randn(1, dec.proj_channels, h, w)
     coord, cell = pixel_query_grid((h, w), (oh, ow))
     a, b = rows[0] * ow, rows[1] * ow
-    band, shifted = row_band(proj.numpy(), coord[a:b].numpy())
+    lo, hi = row_band(coord[a:b, 0].numpy().astype("float32"), h)
+    band = proj.numpy()[:, :, lo:hi]
+    shifted = coord[a:b].numpy().copy()
+    shifted[:, 0] -= lo
     assert band.shape[2] < h or rows == (0, 48)
     with torch.no_grad():
         want = dec.query(proj, coord[None, a:b], cell[None, a:b])

@@ -107,7 +107,7 @@ def test_preview_shows_sr_next_to_bicubic_and_run_adds_a_layer(dialog: Any, proj
     g_sr, g_bic = grey(mlin), grey(bicubic)
     assert g_sr.std() > 5, "the SR preview must show the image, not a blank"
     assert np.abs(g_sr - g_bic).mean() < 25, "SR and bicubic show the same place"
-    assert np.abs(g_sr - g_bic).max() > 0, "SR is not just the bicubic image"
+    assert np.abs(g_sr - g_bic).mean() > 1.0, "SR is not just the bicubic image"
     assert dialog.preview_dir is not None and not list(project.mapLayers().values())[1:], "a preview adds no layer"
 
     out = tmp_path / "dialog_out.tif"

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import SHARED, skip_without_shared, smooth_image
 from mlin_qgis.core.engine import SuperResolver
-from mlin_qgis.core.tiling import nearest_index, output_size, owner_index, plan_tiles, query_coords
+from mlin_qgis.core.tiling import HALO_EXTRA, halo_for, nearest_index, output_size, owner_index, plan_tiles, query_coords
 
 
 @pytest.mark.parametrize("n_in, n_out", [(40, 108), (52, 172), (7, 8), (1, 3), (13, 13 * 5), (100, 271)])
@@ -85,7 +85,7 @@ def _interior_tile_matches(sr: SuperResolver, image: np.ndarray, scale: float, t
 @pytest.mark.parametrize("scale", [2.7, 3.3])
 def test_tiled_equals_whole_image_shipped_model(shipped_model: Path, scale: float) -> None:
     sr = SuperResolver(shipped_model, device="cpu")
-    assert sr.halo >= sr.card.receptive_field + 2
+    assert sr.halo == halo_for(sr.card.receptive_field) == sr.card.receptive_field + HALO_EXTRA
     image = smooth_image(2 * sr.halo + 30, 2 * sr.halo + 34, seed=3).astype(np.float32)
     assert _interior_tile_matches(sr, image, scale, tile=14) <= 1e-4
 
