@@ -316,24 +316,49 @@ def _prepare_output(path: Path, info: RasterInfo, plan: BandPlan, size: tuple[in
     return ds
 
 
-def superresolve(request: SuperResolveRequest, progress: ProgressFn | None = None,
-                 is_cancelled: CancelFn | None = None) -> SuperResolveResult:
-    """Run one super-resolution; see the module docstring. Raises MlinError (bad input, no space,
-    bad model) or MlinCancelled, and never leaves a partial output behind."""
-    start = time.perf_counter()
+@dataclass(frozen=True)
+class RunPlan:
+    """Everything a run decided before the first pixel: validated paths, bands, sizes, masks,
+    georeferencing, statistics and tiles. Made once by :func:`plan_run`; tiles (here or on a cluster's
+    workers) only read it."""
+
+    input_path: Path
+    output_path: Path
+    weights_path: Path | None
+    scale: float
+    info: RasterInfo
+    bands: BandPlan
+    out_size: tuple[int, int]  # (rows, cols)
+    scale_xy: tuple[float, float]  # effective (sx, sy) = (W_out / W, H_out / H)
+    geotransform: tuple[float, ...] | None
+    nodata: tuple[float | None, ...]
+    masked: bool  # read validity masks with the data
+    per_dataset_mask: bool  # write an internal mask band
+    stats: dict[int, BandStats]
+    tile_size: int
+    tiles: tuple[Tile, ...]
+    ensemble: int
+    cog: bool
+    warnings: tuple[str, ...]
+
+
+def plan_run(request: SuperResolveRequest, src: gdal.Dataset,
+             make_engine: Callable[[], SuperResolver]) -> tuple[RunPlan, SuperResolver]:
+    """Validate a request against its raster and model and plan the whole run (raises MlinError).
+
+    The cheap checks (paths, bands, options) come first; the model is loaded (``make_engine``) only
+    when they pass, so a typo is reported at once, not after a model load."""
     scale = check_scale(request.scale)
     in_path = Path(request.input_path)
-    src = raster_io.open_raster(request.input_path)
     info = raster_io.describe(src, request.input_path)
     out_path = check_output_path(request.output_path, "output", [in_path])
     weights_path = None
     if request.weights_map_path:
         weights_path = check_output_path(request.weights_map_path, "weights map", [in_path, out_path])
-    plan = raster_io.plan_bands(info, request.bands, request.all_bands)
+    bands = raster_io.plan_bands(info, request.bands, request.all_bands)
     tile_size = check_tile_size(request.tile_size)
     check_ensemble(request.ensemble)
-
-    engine = SuperResolver(request.model, device=request.device, threads=request.threads)
+    engine = make_engine()
     warnings = check_scale_for_model(scale, engine.card)
     if weights_path is not None and not engine.has_weights:
         raise MlinError(f"model {engine.card.name} does not output mixing weights, so no weights map can be "
@@ -341,116 +366,128 @@ def superresolve(request: SuperResolveRequest, progress: ProgressFn | None = Non
 
     out_h, out_w = output_size((info.height, info.width), scale)
     sy, sx = out_h / info.height, out_w / info.width
-    needed = estimate_bytes(out_w, out_h, len(plan.output_bands), info.dtype.itemsize) * (2 if request.cog else 1)
+    needed = estimate_bytes(out_w, out_h, len(bands.output_bands), info.dtype.itemsize) * (2 if request.cog else 1)
     if weights_path is not None and weights_path.parent.resolve() == out_path.parent.resolve():
         needed += estimate_bytes(out_w, out_h, 1, 4)
     check_free_space(out_path.parent, needed, f"output ({out_w} x {out_h} px)")
     if weights_path is not None and weights_path.parent.resolve() != out_path.parent.resolve():
         check_free_space(weights_path.parent, estimate_bytes(out_w, out_h, 1, 4), "weights map")
 
-    stats = compute_stats(src, info, plan)
-    nodata = _output_nodata(info, plan)
-    masked = any(not (f & gdal.GMF_ALL_VALID) for f in (info.mask_flags[b - 1] for b in plan.data_bands)) \
+    stats = compute_stats(src, info, bands)
+    nodata = _output_nodata(info, bands)
+    masked = any(not (f & gdal.GMF_ALL_VALID) for f in (info.mask_flags[b - 1] for b in bands.data_bands)) \
         or info.dtype.is_float
-    per_dataset_mask = plan.alpha is None and all(v is None for v in nodata) and any(
+    per_dataset_mask = bands.alpha is None and all(v is None for v in nodata) and any(
         (info.mask_flags[b - 1] & gdal.GMF_PER_DATASET) and not (info.mask_flags[b - 1] & gdal.GMF_ALPHA)
-        for b in plan.data_bands)
+        for b in bands.data_bands)
     tile_size = tile_size or _default_tile(engine.provider, scale)
     tiles = plan_tiles((info.height, info.width), (out_h, out_w), tile_size, engine.halo)
-    gt = _scaled_geotransform(info.geotransform, sx, sy)
-    log.info("%s: %d x %d -> %d x %d px (x%.4g / x%.4g), %d tile(s) of %d LR px, halo %d, bands %s, ensemble %d",
-             in_path.name, info.width, info.height, out_w, out_h, sx, sy, len(tiles), tile_size, engine.halo,
-             list(plan.data_bands), request.ensemble)
-    for band, st in stats.items():
-        log.info("band %d statistics: %s", band, st)
+    plan = RunPlan(input_path=in_path, output_path=out_path, weights_path=weights_path, scale=scale, info=info,
+                   bands=bands, out_size=(out_h, out_w), scale_xy=(sx, sy),
+                   geotransform=_scaled_geotransform(info.geotransform, sx, sy), nodata=tuple(nodata),
+                   masked=masked, per_dataset_mask=per_dataset_mask, stats=stats, tile_size=tile_size,
+                   tiles=tuple(tiles), ensemble=int(request.ensemble), cog=bool(request.cog),
+                   warnings=tuple(warnings))
+    return plan, engine
 
-    tmp_out, tmp_weights, tmp_cog = _temp_path(out_path), None, None
-    dst = wdst = None
-    renamed_weights = False
-    try:
-        dst = _prepare_output(tmp_out, info, plan, (out_h, out_w), gt, nodata, per_dataset_mask,
-                              engine.card, scale)
-        if weights_path is not None:
-            tmp_weights = _temp_path(weights_path)
-            wdst = raster_io.create_gtiff(tmp_weights, out_w, out_h, 1, _FLOAT32,
-                                          raster_io.gtiff_options(_FLOAT32))
-            _set_georeferencing(wdst, info, gt, sx, sy)
-            wband = wdst.GetRasterBand(1)
+
+class AtomicOutputs:
+    """The output (and weights map) are written to hidden temporary files beside their targets and
+    appear only on :meth:`commit` (after the optional COG translation); leaving the ``with`` block by
+    any exception, cancel included, removes every temporary file and anything half-renamed."""
+
+    def __init__(self, plan: RunPlan, card: ModelCard) -> None:
+        self.plan = plan
+        self.card = card
+        self.tmp_out = _temp_path(plan.output_path)
+        self.tmp_weights = _temp_path(plan.weights_path) if plan.weights_path is not None else None
+        self.tmp_cog: Path | None = None
+        self.dst: gdal.Dataset | None = None
+        self.wdst: gdal.Dataset | None = None
+        self._renamed_weights = False
+
+    def __enter__(self) -> "AtomicOutputs":
+        plan = self.plan
+        self.dst = _prepare_output(self.tmp_out, plan.info, plan.bands, plan.out_size, plan.geotransform,
+                                   list(plan.nodata), plan.per_dataset_mask, self.card, plan.scale)
+        if self.tmp_weights is not None:
+            out_h, out_w = plan.out_size
+            self.wdst = raster_io.create_gtiff(self.tmp_weights, out_w, out_h, 1, _FLOAT32,
+                                               raster_io.gtiff_options(_FLOAT32))
+            _set_georeferencing(self.wdst, plan.info, plan.geotransform, *plan.scale_xy)
+            wband = self.wdst.GetRasterBand(1)
             wband.SetNoDataValue(float("nan"))
             wband.SetDescription("max |weights - area_weights| (learnt mixing vs LIIF area weights)")
-        if progress:
-            progress(0.0, f"{len(tiles)} tiles, output {out_w} x {out_h} px on {engine.provider}")
-        for k, tile in enumerate(tiles):
-            if is_cancelled is not None and is_cancelled():
-                raise MlinCancelled("cancelled by the user; the partial output was removed.")
-            _run_tile(src, info, plan, stats, engine, tile, (out_h, out_w), nodata, masked,
-                      per_dataset_mask, dst, wdst, request.ensemble)
-            if progress:
-                progress((k + 1) / len(tiles), f"tile {k + 1}/{len(tiles)}")
-        raster_io.close(dst)
-        dst = None
-        if wdst is not None:
-            raster_io.close(wdst)
-            wdst = None
-        if is_cancelled is not None and is_cancelled():
-            raise MlinCancelled("cancelled by the user; the partial output was removed.")
-        final = tmp_out
-        if request.cog:
+        return self
+
+    def commit(self, progress: ProgressFn | None = None) -> None:
+        """Close (flushing; disk-full errors surface here), translate to COG if asked, rename."""
+        plan = self.plan
+        raster_io.close(self.dst)
+        self.dst = None
+        if self.wdst is not None:
+            raster_io.close(self.wdst)
+            self.wdst = None
+        final = self.tmp_out
+        if plan.cog:
             if progress:
                 progress(1.0, "writing a Cloud Optimized GeoTIFF")
-            tmp_cog = _temp_path(out_path)
-            _translate_cog(tmp_out, tmp_cog, info)
-            raster_io.remove_raster_files(tmp_out)
-            final = tmp_cog
-        if tmp_weights is not None and weights_path is not None:
-            _rename(tmp_weights, weights_path)
-            renamed_weights = True
-        _rename(final, out_path)
-    except BaseException:
-        if renamed_weights and weights_path is not None:
-            raster_io.remove_raster_files(weights_path)
-        dst = wdst = None
-        for path in (tmp_out, tmp_weights, tmp_cog):
+            self.tmp_cog = _temp_path(plan.output_path)
+            _translate_cog(self.tmp_out, self.tmp_cog, plan.info)
+            raster_io.remove_raster_files(self.tmp_out)
+            final = self.tmp_cog
+        if self.tmp_weights is not None and plan.weights_path is not None:
+            _rename(self.tmp_weights, plan.weights_path)
+            self._renamed_weights = True
+        _rename(final, plan.output_path)
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            return
+        if self._renamed_weights and self.plan.weights_path is not None:
+            raster_io.remove_raster_files(self.plan.weights_path)
+        self.dst = self.wdst = None
+        for path in (self.tmp_out, self.tmp_weights, self.tmp_cog):
             if path is not None:
                 raster_io.remove_raster_files(path)
-        raise
-    seconds = time.perf_counter() - start
-    mpx = out_w * out_h / 1e6
-    passes = len(plan.groups) * request.ensemble
-    _measured[(str(engine.model_dir), engine.provider)] = mpx * passes / max(seconds, 1e-9)
-    return SuperResolveResult(output_path=out_path, provider=engine.provider, width=out_w, height=out_h,
-                              scale_x=sx, scale_y=sy, seconds=seconds, mpx_per_s=mpx / max(seconds, 1e-9),
-                              warnings=warnings, weights_map_path=weights_path,
-                              model=f"{engine.card.name} {engine.card.version}", tiles=len(tiles))
 
 
-def _run_tile(src: gdal.Dataset, info: RasterInfo, plan: BandPlan, stats: dict[int, BandStats],
-              engine: SuperResolver, tile: Tile, out_size: tuple[int, int], nodata: list[float | None],
-              masked: bool, per_dataset_mask: bool, dst: gdal.Dataset, wdst: gdal.Dataset | None,
-              ensemble: int = 1) -> None:
-    """Read one LR window, super-resolve every band group, re-mask and write the output window."""
+@dataclass
+class TileResult:
+    """One tile's output window, ready to write: values per output band, validity, deviation."""
+
+    tile: Tile
+    values: np.ndarray  # (bands, rows, cols) in the output data type
+    valid: np.ndarray | None  # (rows, cols) output validity, None when all valid
+    deviation: np.ndarray | None  # (rows, cols) weights-map values
+
+
+def compute_tile(src: gdal.Dataset, plan: RunPlan, engine: SuperResolver, tile: Tile,
+                 want_deviation: bool = False) -> TileResult:
+    """Read one LR window (with its halo), super-resolve every band group and re-mask the result."""
+    info = plan.info
     h, w = info.height, info.width
-    out_h, out_w = out_size
+    out_h, out_w = plan.out_size
     r, c = tile.rows, tile.cols
     window = tile.read_window
-    raw = raster_io.read_bands(src, plan.data_bands, window)
-    valid = raster_io.read_valid(src, plan.data_bands, window) if masked else None
+    raw = raster_io.read_bands(src, plan.bands.data_bands, window)
+    valid = raster_io.read_valid(src, plan.bands.data_bands, window) if plan.masked else None
     if info.dtype.is_float:
         finite = np.isfinite(raw).all(axis=0)
         valid = finite if valid is None else (valid & finite)
-    index = {b: i for i, b in enumerate(plan.data_bands)}
+    index = {b: i for i, b in enumerate(plan.bands.data_bands)}
     outputs: list[np.ndarray] = []
     deviation: np.ndarray | None = None
-    for group in plan.groups:
-        channels = [to_unit(raw[index[b]], stats[b], valid) for b in group]
+    for group in plan.bands.groups:
+        channels = [to_unit(raw[index[b]], plan.stats[b], valid) for b in group]
         image = np.stack(channels * 3 if len(group) == 1 else channels)
-        rgb, dev = engine.super_resolve_window(image, (r.read_start, c.read_start), (h, w), out_size,
+        rgb, dev = engine.super_resolve_window(image, (r.read_start, c.read_start), (h, w), plan.out_size,
                                                (r.out_start, r.out_stop), (c.out_start, c.out_stop),
-                                               clip=info.dtype.is_byte, want_deviation=wdst is not None,
-                                               ensemble=ensemble)
+                                               clip=info.dtype.is_byte, want_deviation=want_deviation,
+                                               ensemble=plan.ensemble)
         if len(group) == 1:
             rgb = rgb.mean(axis=0, keepdims=True)
-        outputs += [from_unit(rgb[i], stats[b], info.dtype) for i, b in enumerate(group)]
+        outputs += [from_unit(rgb[i], plan.stats[b], info.dtype) for i, b in enumerate(group)]
         if dev is not None:
             deviation = dev if deviation is None else np.maximum(deviation, dev)
     ny = nearest_index(h, out_h, r.out_start, r.out_stop) - r.read_start
@@ -458,27 +495,81 @@ def _run_tile(src: gdal.Dataset, info: RasterInfo, plan: BandPlan, stats: dict[i
     out_valid = None if valid is None else valid[np.ix_(ny, nx)]
     for i, values in enumerate(outputs):
         if out_valid is not None:
-            value = nodata[i]
+            value = plan.nodata[i]
             if value is not None:
                 avoid_value(values, value, info.dtype)
-            values[~out_valid] = _invalid_fill(nodata[i], info)
-    if plan.alpha is not None:
-        alpha = raster_io.read_bands(src, [plan.alpha], window)[0]
+            values[~out_valid] = _invalid_fill(plan.nodata[i], info)
+    if plan.bands.alpha is not None:
+        alpha = raster_io.read_bands(src, [plan.bands.alpha], window)[0]
         outputs.append(alpha[np.ix_(ny, nx)].astype(info.dtype.numpy_dtype))
-    xoff, yoff = c.out_start, r.out_start
-    raster_io.write_window(dst, np.stack(outputs), xoff, yoff)
-    if per_dataset_mask:
-        mask = np.full((r.out_size, c.out_size), 255, np.uint8) if out_valid is None else \
-            np.where(out_valid, 255, 0).astype(np.uint8)
-        mband = dst.GetRasterBand(1).GetMaskBand()
-        with raster_io.gdal_errors() as errors:
-            mband.WriteArray(mask, xoff, yoff)
-        if errors:
-            raise MlinError(f"writing the output mask failed ({'; '.join(errors)}).")
-    if wdst is not None and deviation is not None:
-        if out_valid is not None:
-            deviation = np.where(out_valid, deviation, np.float32(np.nan)).astype(np.float32)
-        raster_io.write_window(wdst, deviation[None], xoff, yoff)
+    if deviation is not None and out_valid is not None:
+        deviation = np.where(out_valid, deviation, np.float32(np.nan)).astype(np.float32)
+    return TileResult(tile, np.stack(outputs), out_valid, deviation)
+
+
+class TileWriter:
+    """Writes computed tiles into the run's output (and weights map), mask band included."""
+
+    def __init__(self, plan: RunPlan, dst: gdal.Dataset, wdst: gdal.Dataset | None) -> None:
+        self.plan, self.dst, self.wdst = plan, dst, wdst
+
+    def write(self, result: TileResult) -> None:
+        r, c = result.tile.rows, result.tile.cols
+        xoff, yoff = c.out_start, r.out_start
+        raster_io.write_window(self.dst, result.values, xoff, yoff)
+        if self.plan.per_dataset_mask:
+            mask = np.full((r.out_size, c.out_size), 255, np.uint8) if result.valid is None else \
+                np.where(result.valid, 255, 0).astype(np.uint8)
+            mband = self.dst.GetRasterBand(1).GetMaskBand()
+            with raster_io.gdal_errors() as errors:
+                mband.WriteArray(mask, xoff, yoff)
+            if errors:
+                raise MlinError(f"writing the output mask failed ({'; '.join(errors)}).")
+        if self.wdst is not None and result.deviation is not None:
+            raster_io.write_window(self.wdst, result.deviation[None], xoff, yoff)
+
+
+def superresolve(request: SuperResolveRequest, progress: ProgressFn | None = None,
+                 is_cancelled: CancelFn | None = None) -> SuperResolveResult:
+    """Run one super-resolution; see the module docstring. Raises MlinError (bad input, no space,
+    bad model) or MlinCancelled, and never leaves a partial output behind."""
+    start = time.perf_counter()
+    check_scale(request.scale)
+    src = raster_io.open_raster(request.input_path)
+    plan, engine = plan_run(request, src, lambda: SuperResolver(request.model, device=request.device,
+                                                                threads=request.threads))
+    info, (out_h, out_w) = plan.info, plan.out_size
+    log.info("%s: %d x %d -> %d x %d px (x%.4g / x%.4g), %d tile(s) of %d LR px, halo %d, bands %s, ensemble %d",
+             plan.input_path.name, info.width, info.height, out_w, out_h, *plan.scale_xy, len(plan.tiles),
+             plan.tile_size, engine.halo, list(plan.bands.data_bands), plan.ensemble)
+    for band, st in plan.stats.items():
+        log.info("band %d statistics: %s", band, st)
+
+    def check_cancel() -> None:
+        if is_cancelled is not None and is_cancelled():
+            raise MlinCancelled("cancelled by the user; the partial output was removed.")
+
+    with AtomicOutputs(plan, engine.card) as outputs:
+        assert outputs.dst is not None
+        writer = TileWriter(plan, outputs.dst, outputs.wdst)
+        if progress:
+            progress(0.0, f"{len(plan.tiles)} tiles, output {out_w} x {out_h} px on {engine.provider}")
+        for k, tile in enumerate(plan.tiles):
+            check_cancel()
+            writer.write(compute_tile(src, plan, engine, tile, want_deviation=outputs.wdst is not None))
+            if progress:
+                progress((k + 1) / len(plan.tiles), f"tile {k + 1}/{len(plan.tiles)}")
+        check_cancel()
+        outputs.commit(progress)
+    seconds = time.perf_counter() - start
+    mpx = out_w * out_h / 1e6
+    passes = len(plan.bands.groups) * plan.ensemble
+    _measured[(str(engine.model_dir), engine.provider)] = mpx * passes / max(seconds, 1e-9)
+    sx, sy = plan.scale_xy
+    return SuperResolveResult(output_path=plan.output_path, provider=engine.provider, width=out_w, height=out_h,
+                              scale_x=sx, scale_y=sy, seconds=seconds, mpx_per_s=mpx / max(seconds, 1e-9),
+                              warnings=list(plan.warnings), weights_map_path=plan.weights_path,
+                              model=f"{engine.card.name} {engine.card.version}", tiles=len(plan.tiles))
 
 
 def _translate_cog(src_path: Path, dst_path: Path, info: RasterInfo) -> None:
