@@ -13,7 +13,7 @@ import time
 from typing import Any, TextIO
 
 from .errors import MlinCancelled, MlinError
-from .pipeline import SuperResolveRequest, superresolve
+from .pipeline import SuperResolveRequest, estimate, superresolve
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_CANCELLED = 0, 2, 130
 
@@ -114,6 +114,12 @@ def run(args: Any) -> int:
     if request.ensemble > 1:
         print(f"mlin sr: ensemble {request.ensemble}: {request.ensemble} passes, about {request.ensemble}x the "
               "time of one pass", file=sys.stderr)
+    try:
+        est = estimate(request.input_path, request.scale, request.model, request.bands, request.all_bands,
+                       request.ensemble, request.device, request.tile_size)
+        print(f"mlin sr: estimate: about {est.seconds:.3g} s (from {est.basis})", file=sys.stderr)
+    except MlinError:
+        pass  # the run itself reports what is wrong, with its full message
     previous = None
     try:
         previous = signal.signal(signal.SIGINT, on_sigint)

@@ -30,10 +30,10 @@ from . import raster_io
 from .card import ModelCard
 from .engine import CPU, CUDA, SuperResolver, check_ensemble, cuda_offered
 from .errors import MlinCancelled, MlinError
-from .models import resolve_model
+from .models import DECODER_FILE, resolve_model
 from .normalise import BandStats, StatsConfig, avoid_value, band_stats, dtype_info, from_unit, to_unit
 from .raster_io import BandPlan, RasterInfo
-from .tiling import Tile, nearest_index, output_size, plan_tiles
+from .tiling import Tile, halo_for, nearest_index, output_size, plan_tiles
 
 log = logging.getLogger("mlin_qgis")
 
@@ -102,6 +102,7 @@ class Estimate:
     height: int
     bytes: int
     seconds: float
+    basis: str = ""  # where the seconds come from, in words
 
 
 # -- validation ---------------------------------------------------------------------------------
@@ -607,25 +608,40 @@ def measured_throughput(model_dir: Path, provider: str) -> float | None:
 
 
 def estimate(input_path: str | os.PathLike, scale: float, model: str | os.PathLike | None = None,
-             bands: Sequence[int] | None = None, all_bands: bool = False, ensemble: int = 1) -> Estimate:
-    """Output size, bytes on disk (see COMPRESSION_FACTOR) and seconds, without running a model.
-    A self-ensemble of 8 costs 8 passes (the measured throughput is per pass).
+             bands: Sequence[int] | None = None, all_bands: bool = False, ensemble: int = 1,
+             device: str = "auto", tile_size: int | None = None) -> Estimate:
+    """Output size, bytes on disk (see COMPRESSION_FACTOR) and seconds, without running the job.
 
-    Seconds come from the throughput measured by the last run in this process for the same model
-    and provider, else from DEFAULT_MPX_PER_S (CUDA assumed when onnxruntime offers it).
-    """
+    Seconds come from the last real run in this process with the same model and provider when there
+    is one, else from this machine's calibrated throughput (core/calibration.py: a tiny timed run,
+    cached across sessions), else from DEFAULT_MPX_PER_S when no measurement is possible.
+    A self-ensemble of 8 costs 8 passes."""
+    from .calibration import throughput
+
     scale = check_scale(scale)
+    passes = len(check_ensemble(ensemble))
     ds = raster_io.open_raster(input_path)
     info = raster_io.describe(ds, input_path)
     plan = raster_io.plan_bands(info, bands, all_bands)
     out_h, out_w = output_size((info.height, info.width), scale)
     size = estimate_bytes(out_w, out_h, len(plan.output_bands), info.dtype.itemsize)
-    provider = CUDA if cuda_offered() else CPU
-    rate = None
+    out_mpx = out_w * out_h / 1e6
+    groups = len(plan.groups)
+    model_dir = resolve_model(model)
     try:
-        rate = measured_throughput(resolve_model(model), provider)
-    except MlinError:
-        pass
-    rate = rate or DEFAULT_MPX_PER_S[provider]
-    seconds = out_w * out_h / 1e6 * len(plan.groups) / rate * len(check_ensemble(ensemble))
-    return Estimate(width=out_w, height=out_h, bytes=size, seconds=seconds)
+        rate = throughput(model_dir, device)
+    except MlinError as exc:
+        provider = CUDA if cuda_offered() and device != "cpu" else CPU
+        seconds = out_mpx * groups * passes / DEFAULT_MPX_PER_S[provider]
+        return Estimate(out_w, out_h, size, seconds, f"a built-in guess ({exc})")
+    last = measured_throughput(model_dir, rate.provider)
+    if last:
+        return Estimate(out_w, out_h, size, out_mpx * groups * passes / last,
+                        f"the last run in this session ({last:.3g} Mpx/s)")
+    halo = halo_for(ModelCard.from_onnx(model_dir / DECODER_FILE).receptive_field)
+    tiles = plan_tiles((info.height, info.width), (out_h, out_w),
+                       check_tile_size(tile_size) or _default_tile(rate.provider, scale), halo)
+    lr_read = sum(t.rows.read_size * t.cols.read_size for t in tiles)
+    seconds = groups * rate.seconds(lr_read, out_w * out_h, passes)
+    return Estimate(out_w, out_h, size, seconds,
+                    f"a calibration run on this machine ({rate.mpx_per_s(scale):.3g} Mpx/s at x{scale:g})")

@@ -317,6 +317,7 @@ class ZoomDialog(QDialog):
             self.estimate_label.setText(str(exc))
             self.run_button.setEnabled(False)
             return
+        self.estimate_label.setToolTip(f"Time estimated from {est.basis}")
         text = (f"Output {est.width} × {est.height} px · about {human_bytes(est.bytes)} · "
                 f"about {human_seconds(est.seconds)}" + (" (8 passes)" if self.ensemble() > 1 else ""))
         card = self.current_card()
