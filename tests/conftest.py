@@ -22,6 +22,8 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 # CI sets this (.ci/run): a test that needs ../shared then fails where it would otherwise skip.
 REQUIRE_SHARED = os.environ.get("MLIN_REQUIRE_SHARED") == "1"
+# Calibrations made by tests go to a throw-away folder, never to the user's cache.
+os.environ.setdefault("MLIN_CACHE_DIR", tempfile.mkdtemp(prefix="mlin-test-cache-"))
 
 from osgeo import gdal, osr  # noqa: E402
 

@@ -69,7 +69,9 @@ def test_ctrl_c_exits_130_and_removes_partial_output(tiny_model: Path, make_rast
                              "--model", str(tiny_model), "--tile-size", "4", "--threads", "1"],
                             cwd=str(REPO), env=env, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
-        first = proc.stderr.readline()  # the bar's first line: tiles are about to run
+        first = proc.stderr.readline()  # the estimate, then the bar's first line: tiles are about to run
+        while first and "tiles" not in first:
+            first = proc.stderr.readline()
         assert "tiles" in first, first
         time.sleep(0.3)
         partial = [p.name for p in tmp_path.iterdir() if "partial" in p.name]
