@@ -124,3 +124,26 @@ def test_ship_writes_a_card_from_the_runs_record_and_a_slim_checkpoint(tmp_path)
                           str(tmp_path / "x"), "--ship"], capture_output=True, text=True, cwd=REPO)
     assert bad.returncode == 2 and "--ship needs --training-data and --hardware" in bad.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_update_card_changes_only_the_card(exported, tmp_path):
+    import shutil
+
+    from mlin_qgis.core.card import ModelCard
+    from mlin_qgis.core.errors import ModelCardError
+    from mlin_qgis.ml.export import update_card
+
+    _, enc, _ = exported
+    folder = tmp_path / "copy"
+    shutil.copytree(enc.parent, folder)
+    before = ort.InferenceSession(str(folder / "encoder.onnx"), providers=["CPUExecutionProvider"])
+    image = np.random.default_rng(0).random((1, 3, 9, 8)).astype(np.float32)
+    want = before.run(None, {"image": image})[0]
+    update_card(folder, description="for tests only")
+    for name in ("encoder.onnx", "decoder.onnx"):
+        assert ModelCard.from_onnx(folder / name).description == "for tests only"
+    after = ort.InferenceSession(str(folder / "encoder.onnx"), providers=["CPUExecutionProvider"])
+    assert np.array_equal(after.run(None, {"image": image})[0], want)
+    with pytest.raises(ModelCardError):
+        update_card(folder, hard_max_scale="lots")
+    assert ModelCard.from_onnx(folder / "decoder.onnx").description == "for tests only"

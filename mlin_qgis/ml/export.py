@@ -134,6 +134,28 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, name: Optiona
     return export_model(model, out_dir, card)
 
 
+def update_card(folder: str | Path, **fields: Any) -> Dict[str, Any]:
+    """Change card fields of an exported model folder in place (both ONNX files), validated first;
+    the graphs and weights are untouched."""
+    import onnx  # export-time only
+
+    folder = Path(folder)
+    props = {p.key: p.value for p in onnx.load(str(folder / DECODER_FILE), load_external_data=False).metadata_props}
+    card = json.loads(props[CARD_KEY])
+    card.update(fields)
+    ModelCard.from_dict(card, f"the card for {folder}")
+    text = json.dumps(card, sort_keys=True)
+    for name in (ENCODER_FILE, DECODER_FILE):
+        proto = onnx.load(str(folder / name))
+        for entry in proto.metadata_props:
+            if entry.key == CARD_KEY:
+                entry.value = text
+        tmp = folder / f".{name}.tmp"
+        onnx.save(proto, str(tmp))
+        tmp.replace(folder / name)
+    return card
+
+
 # -- shipping a training run as a model folder ----------------------------------------------------
 def phase_text(phase: Dict[str, Any], hardware: str) -> str:
     """One sentence on one training phase, from the run's own record."""
