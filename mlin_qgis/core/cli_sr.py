@@ -59,6 +59,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         help="8: average the 8 flips/transposes of the input (best quality, 8x the time; "
                              "see the model card for the measured gain); default 1")
     parser.add_argument("--cog", action="store_true", help="write a Cloud Optimized GeoTIFF")
+    parser.add_argument("--compress", default="DEFLATE", choices=["DEFLATE", "ZSTD", "LZW", "NONE"],
+                        help="GeoTIFF compression (default DEFLATE with a predictor, which every GIS tool reads; "
+                             "ZSTD is smaller and faster where readers support it)")
     parser.add_argument("--weights-map", default=None, metavar="PATH",
                         help="also write a float32 GeoTIFF of max |weights - area_weights| per output pixel")
     return parser
@@ -110,7 +113,7 @@ def run(args: Any) -> int:
         tile_size=getattr(args, "tile_size", None), device=getattr(args, "device", "auto"),
         weights_map_path=getattr(args, "weights_map", None), cog=bool(getattr(args, "cog", False)),
         all_bands=bool(getattr(args, "all_bands", False)), threads=getattr(args, "threads", None),
-        ensemble=int(getattr(args, "ensemble", 1) or 1))
+        ensemble=int(getattr(args, "ensemble", 1) or 1), compression=getattr(args, "compress", "DEFLATE"))
     if request.ensemble > 1:
         print(f"mlin sr: ensemble {request.ensemble}: {request.ensemble} passes, about {request.ensemble}x the "
               "time of one pass", file=sys.stderr)

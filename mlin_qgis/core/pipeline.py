@@ -76,6 +76,7 @@ class SuperResolveRequest:
     all_bands: bool = False
     threads: int | None = None
     ensemble: int = 1  # 8: average the 8 flips/transposes (best quality, 8x the time)
+    compression: str = raster_io.DEFAULT_COMPRESSION  # DEFLATE, ZSTD, LZW or NONE
 
 
 @dataclass
@@ -281,11 +282,11 @@ def _default_tile(provider: str, scale: float) -> int:
 
 def _prepare_output(path: Path, info: RasterInfo, plan: BandPlan, size: tuple[int, int],
                     gt: tuple[float, ...] | None, nodata: list[float | None], per_dataset_mask: bool,
-                    card: ModelCard, scale: float) -> gdal.Dataset:
+                    card: ModelCard, scale: float, compress: str = raster_io.DEFAULT_COMPRESSION) -> gdal.Dataset:
     out_h, out_w = size
     groups_rgb = len(plan.groups) == 1 and len(plan.groups[0]) == 3 and \
         [info.color_interp[b - 1] for b in plan.groups[0]] == list(raster_io.RGB_INTERP)
-    options = raster_io.gtiff_options(info.dtype, rgb=groups_rgb, alpha=plan.alpha is not None)
+    options = raster_io.gtiff_options(info.dtype, rgb=groups_rgb, alpha=plan.alpha is not None, compress=compress)
     ds = raster_io.create_gtiff(path, out_w, out_h, len(plan.output_bands), info.dtype, options)
     _set_georeferencing(ds, info, gt, out_w / info.width, out_h / info.height)
     metadata = {k: v for k, v in info.metadata.items() if not k.startswith("TIFFTAG_")}
@@ -340,6 +341,7 @@ class RunPlan:
     tiles: tuple[Tile, ...]
     ensemble: int
     cog: bool
+    compression: str
     warnings: tuple[str, ...]
 
 
@@ -359,6 +361,7 @@ def plan_run(request: SuperResolveRequest, src: gdal.Dataset,
     bands = raster_io.plan_bands(info, request.bands, request.all_bands)
     tile_size = check_tile_size(request.tile_size)
     check_ensemble(request.ensemble)
+    compression = raster_io.check_compression(request.compression)
     engine = make_engine()
     warnings = check_scale_for_model(scale, engine.card)
     if weights_path is not None and not engine.has_weights:
@@ -387,7 +390,7 @@ def plan_run(request: SuperResolveRequest, src: gdal.Dataset,
                    bands=bands, out_size=(out_h, out_w), scale_xy=(sx, sy),
                    geotransform=_scaled_geotransform(info.geotransform, sx, sy), nodata=tuple(nodata),
                    masked=masked, per_dataset_mask=per_dataset_mask, stats=stats, tile_size=tile_size,
-                   tiles=tuple(tiles), ensemble=int(request.ensemble), cog=bool(request.cog),
+                   tiles=tuple(tiles), ensemble=int(request.ensemble), cog=bool(request.cog), compression=compression,
                    warnings=tuple(warnings))
     return plan, engine
 
@@ -410,11 +413,11 @@ class AtomicOutputs:
     def __enter__(self) -> "AtomicOutputs":
         plan = self.plan
         self.dst = _prepare_output(self.tmp_out, plan.info, plan.bands, plan.out_size, plan.geotransform,
-                                   list(plan.nodata), plan.per_dataset_mask, self.card, plan.scale)
+                                   list(plan.nodata), plan.per_dataset_mask, self.card, plan.scale, plan.compression)
         if self.tmp_weights is not None:
             out_h, out_w = plan.out_size
             self.wdst = raster_io.create_gtiff(self.tmp_weights, out_w, out_h, 1, _FLOAT32,
-                                               raster_io.gtiff_options(_FLOAT32))
+                                               raster_io.gtiff_options(_FLOAT32, compress=plan.compression))
             _set_georeferencing(self.wdst, plan.info, plan.geotransform, *plan.scale_xy)
             wband = self.wdst.GetRasterBand(1)
             wband.SetNoDataValue(float("nan"))
@@ -434,7 +437,7 @@ class AtomicOutputs:
             if progress:
                 progress(1.0, "writing a Cloud Optimized GeoTIFF")
             self.tmp_cog = _temp_path(plan.output_path)
-            _translate_cog(self.tmp_out, self.tmp_cog, plan.info)
+            _translate_cog(self.tmp_out, self.tmp_cog, plan.info, plan.compression)
             raster_io.remove_raster_files(self.tmp_out)
             final = self.tmp_cog
         if self.tmp_weights is not None and plan.weights_path is not None:
@@ -573,11 +576,12 @@ def superresolve(request: SuperResolveRequest, progress: ProgressFn | None = Non
                               model=f"{engine.card.name} {engine.card.version}", tiles=len(plan.tiles))
 
 
-def _translate_cog(src_path: Path, dst_path: Path, info: RasterInfo) -> None:
+def _translate_cog(src_path: Path, dst_path: Path, info: RasterInfo,
+                   compress: str = raster_io.DEFAULT_COMPRESSION) -> None:
     with raster_io.gdal_errors() as errors:
         try:
             ds = gdal.Translate(str(dst_path), str(src_path), format="COG",
-                                creationOptions=raster_io.cog_options(info.dtype))
+                                creationOptions=raster_io.cog_options(info.dtype, compress))
         except RuntimeError as exc:
             errors.append(str(exc))
             ds = None

@@ -245,17 +245,28 @@ def read_valid(ds: gdal.Dataset, bands: Sequence[int], window: tuple[int, int, i
     return valid
 
 
-def compression() -> str:
-    """ZSTD when this GDAL's GTiff driver has it (smaller, faster), else DEFLATE (everywhere)."""
+COMPRESSIONS = ("DEFLATE", "ZSTD", "LZW", "NONE")
+DEFAULT_COMPRESSION = "DEFLATE"  # every GIS tool reads it; ZSTD is smaller and faster but not everywhere
+
+
+def check_compression(name: str) -> str:
+    """A GeoTIFF compression this GDAL can write (ZSTD only where the driver has it)."""
+    value = str(name).upper()
+    if value not in COMPRESSIONS:
+        raise RasterError(f"unknown compression {name!r}; choose one of {', '.join(COMPRESSIONS)} "
+                          f"(default {DEFAULT_COMPRESSION}, which every GIS tool reads).")
     options = gdal.GetDriverByName("GTiff").GetMetadataItem("DMD_CREATIONOPTIONLIST") or ""
-    return "ZSTD" if "ZSTD" in options else "DEFLATE"
+    if value != "NONE" and value not in options:
+        raise RasterError(f"this GDAL cannot write {value}-compressed GeoTIFFs; use {DEFAULT_COMPRESSION}.")
+    return value
 
 
-def gtiff_options(dtype: DtypeInfo, rgb: bool = False, alpha: bool = False) -> list[str]:
+def gtiff_options(dtype: DtypeInfo, rgb: bool = False, alpha: bool = False,
+                  compress: str = DEFAULT_COMPRESSION) -> list[str]:
     """Creation options of every GeoTIFF the pipeline writes: tiled, compressed with a predictor,
     BigTIFF when needed, RGB photometric when the first 3 bands are R, G, B."""
     options = ["TILED=YES", f"BLOCKXSIZE={BLOCK_SIZE}", f"BLOCKYSIZE={BLOCK_SIZE}",
-               f"COMPRESS={compression()}", f"PREDICTOR={3 if dtype.is_float else 2}",
+               f"COMPRESS={check_compression(compress)}", f"PREDICTOR={3 if dtype.is_float else 2}",
                "BIGTIFF=IF_SAFER", "INTERLEAVE=PIXEL"]
     if rgb:
         options.append("PHOTOMETRIC=RGB")
@@ -264,8 +275,8 @@ def gtiff_options(dtype: DtypeInfo, rgb: bool = False, alpha: bool = False) -> l
     return options
 
 
-def cog_options(dtype: DtypeInfo) -> list[str]:
-    return [f"COMPRESS={compression()}", "PREDICTOR=YES", "BIGTIFF=IF_SAFER", f"BLOCKSIZE={BLOCK_SIZE}"]
+def cog_options(dtype: DtypeInfo, compress: str = DEFAULT_COMPRESSION) -> list[str]:
+    return [f"COMPRESS={check_compression(compress)}", "PREDICTOR=YES", "BIGTIFF=IF_SAFER", f"BLOCKSIZE={BLOCK_SIZE}"]
 
 
 def create_gtiff(path: str | os.PathLike, width: int, height: int, band_count: int, dtype: DtypeInfo,
