@@ -486,3 +486,29 @@ def test_compression_option_and_its_errors(tiny_model: Path, rgb_u8: Path, tmp_p
     with pytest.raises(MlinError, match="unknown compression 'jpeg2000'; choose one of DEFLATE, ZSTD, LZW, NONE"):
         superresolve(SuperResolveRequest(rgb_u8, tmp_path / "bad.tif", 2.0, model=tiny_model, compression="jpeg2000"))
     assert not (tmp_path / "bad.tif").exists() and raster_io.DEFAULT_COMPRESSION == "DEFLATE"
+
+
+def test_cancel_mid_tile_stops_before_the_tiles_remaining_chunks(tiny_model: Path, make_raster,
+                                                                 tmp_path: Path) -> None:
+    from mlin_qgis.core.errors import MlinCancelled
+
+    src = make_raster(np.rint(smooth_image(40, 40) * 255).astype(np.uint8), name="one_tile.tif")
+    out = tmp_path / "cancelled.tif"
+    progress: list = []
+    full: list = []
+    superresolve(SuperResolveRequest(src, tmp_path / "full.tif", 4.0, model=tiny_model, tile_size=512),
+                 progress=lambda f, m: full.append(f))
+    chunks = len(full) - 2  # one call before the tile, one per decoder chunk, one at the end of the tile
+    assert chunks >= 5, "the tile must take several decoder calls for this test to mean anything"
+    calls = {"n": 0}
+
+    def cancel_on_third_check() -> bool:
+        calls["n"] += 1
+        return calls["n"] >= 3  # before the tile, after chunk 1, after chunk 2: cancel
+
+    with pytest.raises(MlinCancelled):
+        superresolve(SuperResolveRequest(src, out, 4.0, model=tiny_model, tile_size=512),
+                     progress=lambda f, m: progress.append(f), is_cancelled=cancel_on_third_check)
+    assert len(progress) == 1 + 1  # the start, then chunk 1's progress; chunk 2 was the last decoder call
+    assert 0 < progress[-1] < 1 and calls["n"] == 3
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if "partial" in p.name]

@@ -11,7 +11,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -22,6 +22,8 @@ from .models import DECODER_FILE, ENCODER_FILE, resolve_model
 from .tiling import halo_for, plan_tiles, query_coords
 
 log = logging.getLogger("mlin_qgis")
+
+ChunkFn = Callable[[int, int], None]
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
@@ -187,14 +189,16 @@ class SuperResolver:
 
     def decode_window(self, proj: Any, origin: tuple[int, int], in_size: tuple[int, int],
                       out_size: tuple[int, int], rows: tuple[int, int], cols: tuple[int, int],
-                      clip: bool = True, want_deviation: bool = False
-                      ) -> tuple[np.ndarray, np.ndarray | None]:
+                      clip: bool = True, want_deviation: bool = False,
+                      on_chunk: ChunkFn | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         """Colours (3, R, C) of output rows ``[r0, r1)`` x cols ``[c0, c1)`` from a tile's ``proj``
         (numpy array from :meth:`encode` or OrtValue from :meth:`encode_bound`).
 
         ``origin`` is the tile's LR (row, col) offset; ``in_size``/``out_size`` are the WHOLE image's
         sizes (they fix the coordinates and the cell). With ``want_deviation`` also returns the
         per-pixel max |weights - area_weights| (how far the learnt mixing departs from LIIF's).
+        ``on_chunk(done, total)`` is called after every decoder call (output rows done of this window):
+        progress within a tile, and the place where a cancel (an exception raised there) takes effect.
         """
         (h, w), (oh, ow) = in_size, out_size
         (r0, r1), (c0, c1) = rows, cols
@@ -242,6 +246,8 @@ class SuperResolver:
             if deviation is not None:
                 dev = np.abs(result[1] - result[2]).max(axis=1)
                 deviation[a:b, :] = dev.reshape(b - a, n_cols)
+            if on_chunk is not None:
+                on_chunk(b, n_rows)
         out = out * self._out_std + self._out_mean
         if clip:
             np.clip(out, 0.0, 1.0, out=out)
@@ -249,8 +255,8 @@ class SuperResolver:
 
     def super_resolve_window(self, image: np.ndarray, origin: tuple[int, int], in_size: tuple[int, int],
                              out_size: tuple[int, int], rows: tuple[int, int], cols: tuple[int, int],
-                             clip: bool = True, want_deviation: bool = False, ensemble: int = 1
-                             ) -> tuple[np.ndarray, np.ndarray | None]:
+                             clip: bool = True, want_deviation: bool = False, ensemble: int = 1,
+                             on_chunk: ChunkFn | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         """Encode one LR read window ``image`` (3, th, tw) and decode output rows x cols of it.
 
         ``ensemble=8`` averages the 8 flips/transposes of the window (each decoded in the flipped
@@ -259,10 +265,13 @@ class SuperResolver:
         transforms = check_ensemble(ensemble)
         if transforms == [(False, False, False)]:
             return self.decode_window(self.encode_bound(image), origin, in_size, out_size, rows, cols,
-                                      clip=clip, want_deviation=want_deviation)
+                                      clip=clip, want_deviation=want_deviation, on_chunk=on_chunk)
         total = np.zeros((3, rows[1] - rows[0], cols[1] - cols[0]), np.float64)
         dev_total = np.zeros(total.shape[1:], np.float64) if want_deviation else None
-        for transpose, flip_r, flip_c in transforms:
+        for k, (transpose, flip_r, flip_c) in enumerate(transforms):
+            # progress over all passes: pass k of n counts as k/n of the window plus its own share
+            step = None if on_chunk is None else (
+                lambda done, total, k=k: on_chunk(int((k + done / total) * 1000), 1000 * len(transforms)))
             img, org, ins, outs, rws, cls = image, origin, in_size, out_size, rows, cols
             if transpose:
                 img, org, ins, outs, rws, cls = (img.transpose(0, 2, 1), org[::-1], ins[::-1], outs[::-1],
@@ -273,7 +282,7 @@ class SuperResolver:
             if flip_c:
                 img, org, cls = img[:, :, ::-1], (org[0], w - org[1] - rw), (ow - cls[1], ow - cls[0])
             rgb, dev = self.decode_window(self.encode_bound(np.ascontiguousarray(img)), org, ins, outs, rws, cls,
-                                          clip=False, want_deviation=want_deviation)
+                                          clip=False, want_deviation=want_deviation, on_chunk=step)
             back = [rgb] + ([dev[None]] if dev is not None else [])
             for i, arr in enumerate(back):
                 if flip_c:

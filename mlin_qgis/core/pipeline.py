@@ -467,8 +467,10 @@ class TileResult:
 
 
 def compute_tile(src: gdal.Dataset, plan: RunPlan, engine: SuperResolver, tile: Tile,
-                 want_deviation: bool = False) -> TileResult:
-    """Read one LR window (with its halo), super-resolve every band group and re-mask the result."""
+                 want_deviation: bool = False, on_chunk: Callable[[float], None] | None = None) -> TileResult:
+    """Read one LR window (with its halo), super-resolve every band group and re-mask the result.
+
+    ``on_chunk(fraction of this tile done)`` runs after every decoder call (progress; cancel there)."""
     info = plan.info
     h, w = info.height, info.width
     out_h, out_w = plan.out_size
@@ -482,13 +484,16 @@ def compute_tile(src: gdal.Dataset, plan: RunPlan, engine: SuperResolver, tile: 
     index = {b: i for i, b in enumerate(plan.bands.data_bands)}
     outputs: list[np.ndarray] = []
     deviation: np.ndarray | None = None
-    for group in plan.bands.groups:
+    n_groups = len(plan.bands.groups)
+    for g, group in enumerate(plan.bands.groups):
+        step = None if on_chunk is None else (
+            lambda done, total, g=g: on_chunk((g + done / total) / n_groups))
         channels = [to_unit(raw[index[b]], plan.stats[b], valid) for b in group]
         image = np.stack(channels * 3 if len(group) == 1 else channels)
         rgb, dev = engine.super_resolve_window(image, (r.read_start, c.read_start), (h, w), plan.out_size,
                                                (r.out_start, r.out_stop), (c.out_start, c.out_stop),
                                                clip=info.dtype.is_byte, want_deviation=want_deviation,
-                                               ensemble=plan.ensemble)
+                                               ensemble=plan.ensemble, on_chunk=step)
         if len(group) == 1:
             rgb = rgb.mean(axis=0, keepdims=True)
         outputs += [from_unit(rgb[i], plan.stats[b], info.dtype) for i, b in enumerate(group)]
@@ -558,11 +563,19 @@ def superresolve(request: SuperResolveRequest, progress: ProgressFn | None = Non
         writer = TileWriter(plan, outputs.dst, outputs.wdst)
         if progress:
             progress(0.0, f"{len(plan.tiles)} tiles, output {out_w} x {out_h} px on {engine.provider}")
+        n = len(plan.tiles)
         for k, tile in enumerate(plan.tiles):
             check_cancel()
-            writer.write(compute_tile(src, plan, engine, tile, want_deviation=outputs.wdst is not None))
+
+            def within_tile(fraction: float, k: int = k) -> None:  # after every decoder call
+                check_cancel()
+                if progress:
+                    progress((k + fraction) / n, f"tile {k + 1}/{n}")
+
+            writer.write(compute_tile(src, plan, engine, tile, want_deviation=outputs.wdst is not None,
+                                      on_chunk=within_tile))
             if progress:
-                progress((k + 1) / len(plan.tiles), f"tile {k + 1}/{len(plan.tiles)}")
+                progress((k + 1) / n, f"tile {k + 1}/{n}")
         check_cancel()
         outputs.commit(progress)
     seconds = time.perf_counter() - start
