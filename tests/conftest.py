@@ -42,7 +42,8 @@ def needs_shared(*paths: Path) -> Callable[[Any], Any]:
 MODULE_MARKS = {
     "qgis": ("test_dialog_zoom", "test_plugin_load", "test_processing_exportonnx", "test_processing_qgis_process",
              "test_processing_superresolve"),
-    "torch": ("test_default_model_quality", "test_bench_exact", "test_checkpoint_safety", "test_degradation", "test_evaluate", "test_export",
+    "torch": ("test_default_model_quality",
+              "test_bench_exact", "test_checkpoint_safety", "test_degradation", "test_evaluate", "test_export",
               "test_images", "test_model", "test_resize", "test_train", "test_artefacts"),
     "slow": ("test_processing_qgis_process", "test_plugin_load", "test_train"),
 }

@@ -205,3 +205,16 @@ def test_best_quality_box_asks_for_the_ensemble_and_counts_its_passes(dialog: An
     dialog.ensemble_check.setChecked(True)
     assert dialog._request("in.tif", "out.tif").ensemble == 8
     assert "(8 passes)" in dialog.estimate_label.text() and "(8 passes)" not in one
+
+
+def test_default_output_is_a_new_file_next_to_the_input(dialog: Any, layer: Any, tmp_path: Path) -> None:
+    from mlin_qgis.gui.zoom_dialog import unique_path
+
+    dialog.spin.setValue(2.5)
+    dialog.output_widget.setFilePath("")
+    src = Path(layer.source())
+    first = Path(dialog.output_path("Field", str(src)))
+    assert first == src.parent / "Field_x2.5_mlin.tif"
+    first.write_bytes(b"taken")
+    assert Path(dialog.output_path("Field", str(src))) == src.parent / "Field_x2.5_mlin_2.tif"
+    assert unique_path(tmp_path, "a", ".tif") == tmp_path / "a.tif"

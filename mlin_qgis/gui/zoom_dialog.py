@@ -9,6 +9,7 @@ bicubic pane is QGIS's own cubic resampler drawing the same window at the same s
 from __future__ import annotations
 
 import math
+import os
 import re
 import shutil
 import tempfile
@@ -57,6 +58,17 @@ from ..qgis_common import (
     shipped_models,
 )
 from .task import SuperResolveTask
+
+
+def unique_path(folder: Path, stem: str, suffix: str) -> Path:
+    """``folder/stem.suffix``, or ``stem_2``, ``stem_3``... when taken (nothing is ever overwritten)."""
+    candidate = folder / f"{stem}{suffix}"
+    n = 2
+    while candidate.exists():
+        candidate = folder / f"{stem}_{n}{suffix}"
+        n += 1
+    return candidate
+
 
 MIN_ZOOM = 1.1
 SLIDER_STEPS_PER_UNIT = 10  # slider ints = scale * 10 (0.1 steps)
@@ -173,7 +185,7 @@ class ZoomDialog(QDialog):
         self.output_widget = QgsFileWidget(self)
         self.output_widget.setStorageMode(QgsFileWidget.SaveFile)
         self.output_widget.setFilter("GeoTIFF (*.tif *.tiff)")
-        self.output_widget.lineEdit().setPlaceholderText("[Save to temporary file]")
+        self.output_widget.lineEdit().setPlaceholderText("[New file next to the input]")
         form.addRow("Output", self.output_widget)
 
         self.ensemble_check = QCheckBox("Best quality (average of 8 flips/transposes, 8x the time)", self)
@@ -328,13 +340,18 @@ class ZoomDialog(QDialog):
         self.run_button.setEnabled(self.task is None and self.model_path() is not None)
 
     # -- the run ------------------------------------------------------------------------------------
-    def output_path(self, layer_name: str) -> str:
-        """The chosen path, or a new file in QGIS's processing temp folder."""
+    def output_path(self, layer_name: str, input_path: Optional[str] = None) -> str:
+        """The chosen path; else a new, uniquely named file next to the input (kept when QGIS exits,
+        unlike a temporary file), or in QGIS's temp folder when the input's folder is not writable."""
         chosen = self.output_widget.filePath().strip()
         if chosen:
             return chosen if chosen.lower().endswith((".tif", ".tiff")) else chosen + ".tif"
         safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", layer_name).strip("_") or "raster"
-        return QgsProcessingUtils.generateTempFilename(f"{safe}_x{self.scale():g}_mlin.tif")
+        name = f"{safe}_x{self.scale():g}_mlin"
+        folder = Path(input_path).parent if input_path else None
+        if folder is not None and folder.is_dir() and os.access(folder, os.W_OK):
+            return str(unique_path(folder, name, ".tif"))
+        return QgsProcessingUtils.generateTempFilename(f"{name}.tif")
 
     def ensemble(self) -> int:
         """8 when the best-quality box is ticked, else 1."""
@@ -352,7 +369,7 @@ class ZoomDialog(QDialog):
         layer, path = self.layer(), self.input_path()
         if layer is None or path is None or self.task is not None:
             return None
-        request = self._request(path, self.output_path(layer.name()))
+        request = self._request(path, self.output_path(layer.name(), path))
         self.task = SuperResolveTask(request, output_layer_name(layer.name(), self.scale()), self.project)
         self.task.progressChanged.connect(lambda p: self.progress.setValue(int(p)))
         self.task.message.connect(self._task_message)
