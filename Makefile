@@ -6,7 +6,7 @@ export PYTHONUNBUFFERED := 1
 SHARED ?= ../shared
 DEMO_SCALE ?= 4
 
-.PHONY: setup demo test bench train-mlin train-ablation evaluate export-liif plugin zip deploy qgis_process batch clean
+.PHONY: setup demo test bench gpu-check train-mlin train-ablation evaluate export-liif plugin zip deploy qgis_process batch clean
 
 setup:
 	@bash scripts/setup.sh
@@ -26,6 +26,10 @@ test: setup
 
 bench: setup
 	$(PY) -m bench
+
+## On a machine with an NVIDIA GPU: onnxruntime-gpu, the CUDA tests and a CUDA/CPU speed table (says so when no GPU).
+gpu-check: setup
+	@bash scripts/gpu_check.sh
 
 ## Two phases each (the shipped model's recipe): 2000 iterations with L1, then 1500 more with L2.
 train-mlin: setup

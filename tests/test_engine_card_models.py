@@ -167,3 +167,15 @@ def test_lone_onnx_file_is_refused(tiny_model: Path, tmp_path: Path) -> None:
     shutil.copy(tiny_model / "decoder.onnx", tmp_path / "decoder.onnx")
     with pytest.raises(MlinError, match="must hold both"):
         resolve_model(tmp_path / "decoder.onnx")
+
+
+def test_gpu_check_says_plainly_when_there_is_no_gpu() -> None:
+    import shutil as sh
+    import subprocess
+
+    if sh.which("nvidia-smi"):
+        pytest.skip("this machine has nvidia-smi: the GPU check would really run")
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(["bash", str(repo / "scripts" / "gpu_check.sh")], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0
+    assert "no NVIDIA GPU is present on this machine" in proc.stdout and "no GPU rows were measured" in proc.stdout
