@@ -1,59 +1,41 @@
 #!/usr/bin/env bash
-# The measurements behind the robust model's card and README tables (UC Merced val), run in two
-# parallel lanes of one thread each. Usage: bash scripts/robust_eval.sh STAGE
-#   export  : ONNX folders of the robust runs (and the robust MLIN with area weights at test time)
-#   suite   : the degradation suite (bicubic, bicubic-aliased, blur, jpeg, noise, mixed) at x2/x3/x4/x8,
-#             21 val images (the first of each class), every model
-#   accept  : all 210 val images at x2/x4 for clean, aliased and JPEG LR: default model, LIIF, 0.3.0
-#   funsr   : the FunSR protocol at x2/x3/x4, all 210 val images
-#   ensemble: the x8 self-ensemble of the default model, 21 images, x2/x4, clean and aliased
+# The measurements behind the robust model's card and the README tables (UC Merced val), one
+# single-threaded job per call so two can run side by side on two cores.
+#   bash scripts/robust_eval.sh export RUN            ONNX folder runs/export/RUN of runs/RUN/checkpoint.pth
+#   bash scripts/robust_eval.sh area-at-test RUN      the same trunk with LIIF's area weights instead of the meta net
+#   bash scripts/robust_eval.sh suite NAME=FOLDER     the degradation suite at x2/x3/x4/x8, 21 images (1 per class)
+#   bash scripts/robust_eval.sh accept NAME=FOLDER    all 210 images, x2/x4: aliased and JPEG LR (and clean)
+#   bash scripts/robust_eval.sh funsr NAME=FOLDER     the FunSR protocol at x2/x3/x4, all 210 images
+#   bash scripts/robust_eval.sh ensemble NAME=FOLDER  the x8 self-ensemble, 21 images, x2/x4, clean and aliased
+# Results land in runs/eval/<stage>-<NAME>/; scripts/robustness_report.py and `evaluate merge|paired`
+# turn them into tables.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 VAL=${VAL:-../shared/data/ucmerced/val}
 OUT=${OUT:-runs/eval}
-DEFAULT=${DEFAULT:-robust=runs/export/robust-mlin}
-ev() { $PY -m mlin_qgis evaluate --data "$VAL" --threads 1 "$@"; }
-case "${1:?stage}" in
-  export)
-    for run in robust-mlin robust-mlin-encoder; do
-      [ -f runs/$run/checkpoint.pth ] && $PY -m mlin_qgis export --checkpoint runs/$run/checkpoint.pth --out runs/export/$run
-    done
-    $PY - <<'PY'
-from pathlib import Path
+SUITE=bicubic,bicubic-aliased,blur,jpeg,noise,mixed
+stage=${1:?stage}
+item=${2:?NAME=FOLDER or RUN}
+name=${item%%=*}
+mkdir -p "$OUT"
+ev() { $PY -m mlin_qgis evaluate --data "$VAL" --threads 1 --checkpoint "$item" "$@"; }
+case "$stage" in
+  export) $PY -m mlin_qgis export --checkpoint "runs/$item/checkpoint.pth" --out "runs/export/$item" ;;
+  area-at-test)
+    $PY - "$item" <<'PY'
+import sys
 from mlin_qgis.ml.export import default_card, export_model
 from mlin_qgis.ml.model import load_model, read_checkpoint
-ckpt = Path("runs/robust-mlin/checkpoint.pth")
-raw = read_checkpoint(ckpt)
+run = sys.argv[1]
+ckpt = f"runs/{run}/checkpoint.pth"
 model = load_model(ckpt, weighting="area")  # the same trunk, LIIF's area weights instead of the meta net
-card = default_card(model, "robust-mlin-area-at-test", raw)
-print(export_model(model, "runs/export/robust-mlin-area-at-test", card))
+print(export_model(model, f"runs/export/{run}-area-at-test", default_card(model, f"{run}-area-at-test", read_checkpoint(ckpt))))
 PY
     ;;
-  suite)
-    models=(--checkpoint liif=models/liif-edsr-div2k --checkpoint mlin-0.3=models/mlin-edsr-ucmerced
-            --checkpoint robust=runs/export/robust-mlin)
-    [ -d runs/export/robust-mlin-encoder ] && models+=(--checkpoint robust-enc=runs/export/robust-mlin-encoder)
-    ev "${models[@]}" --per-class 1 --scales 2,3,4,8 --degradation bicubic,bicubic-aliased,blur --out $OUT/suite-a > $OUT/suite-a.log 2>&1 &
-    ev "${models[@]}" --per-class 1 --scales 2,3,4,8 --degradation jpeg,noise,mixed --out $OUT/suite-b > $OUT/suite-b.log 2>&1 &
-    wait
-    ;;
-  accept)
-    ev --checkpoint "$DEFAULT" --checkpoint liif=models/liif-edsr-div2k --scales 2,4 \
-       --degradation bicubic-aliased,jpeg --out $OUT/accept-a > $OUT/accept-a.log 2>&1 &
-    ev --checkpoint "$DEFAULT" --checkpoint liif=models/liif-edsr-div2k --checkpoint mlin-0.3=models/mlin-edsr-ucmerced \
-       --checkpoint robust-area=runs/export/robust-mlin-area-at-test --scales 2,4 \
-       --degradation bicubic --out $OUT/accept-b/bicubic > $OUT/accept-b.log 2>&1 &
-    wait
-    ;;
-  funsr)
-    ev --checkpoint "$DEFAULT" --checkpoint liif=models/liif-edsr-div2k --checkpoint mlin-0.3=models/mlin-edsr-ucmerced \
-       --protocol funsr --scales 2,3,4 --out $OUT/funsr > $OUT/funsr.log 2>&1
-    ;;
-  ensemble)
-    ev --checkpoint "$DEFAULT" --per-class 1 --scales 2,4 --degradation bicubic,bicubic-aliased --out $OUT/ens1 > $OUT/ens1.log 2>&1 &
-    ev --checkpoint "$DEFAULT" --per-class 1 --scales 2,4 --degradation bicubic,bicubic-aliased --ensemble 8 --out $OUT/ens8 > $OUT/ens8.log 2>&1 &
-    wait
-    ;;
-  *) echo "unknown stage $1" >&2; exit 2 ;;
+  suite) ev --per-class 1 --scales 2,3,4,8 --degradation $SUITE --out "$OUT/suite-$name" ;;
+  accept) ev --scales 2,4 --degradation bicubic-aliased,jpeg,bicubic --out "$OUT/accept-$name" ;;
+  funsr) ev --protocol funsr --scales 2,3,4 --out "$OUT/funsr-$name" ;;
+  ensemble) ev --per-class 1 --scales 2,4 --degradation bicubic,bicubic-aliased --ensemble 8 --out "$OUT/ensemble-$name" ;;
+  *) echo "unknown stage $stage" >&2; exit 2 ;;
 esac
