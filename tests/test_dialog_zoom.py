@@ -218,3 +218,9 @@ def test_default_output_is_a_new_file_next_to_the_input(dialog: Any, layer: Any,
     first.write_bytes(b"taken")
     assert Path(dialog.output_path("Field", str(src))) == src.parent / "Field_x2.5_mlin_2.tif"
     assert unique_path(tmp_path, "a", ".tif") == tmp_path / "a.tif"
+
+
+def test_an_old_message_goes_when_the_settings_change(dialog: Any) -> None:
+    dialog.status_label.setText("Failed: an old error")
+    dialog.spin.setValue(3.1)
+    assert dialog.status_label.text() == ""

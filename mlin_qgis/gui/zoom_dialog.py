@@ -306,6 +306,9 @@ class ZoomDialog(QDialog):
         self._settings_changed()
 
     def _settings_changed(self, *args: Any) -> None:
+        """Layer, zoom, model or device changed: the last run's message no longer applies."""
+        if self.task is None and self.status_label.text() != dependencies.onnxruntime_install_text():
+            self.status_label.setText("")
         self._estimate_timer.start()
 
     def update_estimate(self) -> None:
