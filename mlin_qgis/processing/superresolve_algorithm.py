@@ -78,30 +78,30 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
         entries = shipped_models()
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Input raster"))
         self.addParameter(QgsProcessingParameterNumber(
-            self.SCALE, "Scale factor (any real number, e.g. 2.5)", QgsProcessingParameterNumber.Double,
+            self.SCALE, "Scale factor (e.g. 2.5)", QgsProcessingParameterNumber.Double,
             defaultValue=2.0, minValue=MIN_SCALE, maxValue=max_scale(entries)))
         names = [e.name for e in entries] or ["(no model installed: set MODEL_FILE)"]
         self.addParameter(QgsProcessingParameterEnum(
             self.MODEL, "Model", options=names, defaultValue=0))
         self.addParameter(QgsProcessingParameterFile(
-            self.MODEL_FILE, "Custom model (encoder.onnx or decoder.onnx of an exported pair; overrides Model)",
+            self.MODEL_FILE, "Custom model file (overrides Model)",
             behavior=QgsProcessingParameterFile.File, fileFilter="ONNX model (*.onnx)", optional=True))
         self.addParameter(QgsProcessingParameterBand(
-            self.BANDS, "Bands: 3 fed as red, green, blue, or 1 as grey (default: the RGB bands)",
+            self.BANDS, "Bands (3 as R, G, B, or 1 as grey)",
             parentLayerParameterName=self.INPUT, optional=True, allowMultiple=True))
         self.addParameter(QgsProcessingParameterEnum(
             self.DEVICE, "Device", options=list(DEVICES), defaultValue=0))
         tile = QgsProcessingParameterNumber(
-            self.TILE_SIZE, "Tile size in input pixels (0 = automatic)", QgsProcessingParameterNumber.Integer,
+            self.TILE_SIZE, "Tile size (input px, 0 = auto)", QgsProcessingParameterNumber.Integer,
             defaultValue=0, minValue=0, maxValue=100000)
         tile.setFlags(tile.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
         self.addParameter(tile)
         ensemble = QgsProcessingParameterBoolean(
-            self.ENSEMBLE, "Best quality: average 8 flips/transposes (8x the time)", defaultValue=False)
+            self.ENSEMBLE, "Best quality (8 passes, 8x the time)", defaultValue=False)
         ensemble.setFlags(ensemble.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
         self.addParameter(ensemble)
         self.addParameter(QgsProcessingParameterRasterDestination(
-            self.WEIGHTS_MAP, "Weights map (how far the learned weights depart from LIIF's area weights)",
+            self.WEIGHTS_MAP, "Weights map (learned vs LIIF mixing)",
             optional=True, createByDefault=False))
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Super-resolved raster"))
         self.addOutput(QgsProcessingOutputNumber("WIDTH", "Output width (pixels)"))
