@@ -224,3 +224,9 @@ def test_an_old_message_goes_when_the_settings_change(dialog: Any) -> None:
     dialog.status_label.setText("Failed: an old error")
     dialog.spin.setValue(3.1)
     assert dialog.status_label.text() == ""
+
+
+def test_every_band_box_asks_for_all_bands(dialog: Any) -> None:
+    assert dialog._request("in.tif", "out.tif").all_bands is False
+    dialog.all_bands_check.setChecked(True)
+    assert dialog._request("in.tif", "out.tif").all_bands is True

@@ -15,8 +15,8 @@ from conftest import UTM33N_GT, smooth_image, write_geotiff
 pytest_plugins = ["qgis_fixtures"]
 
 ALG = "mlin:superresolve"
-PARAMETERS = ["INPUT", "SCALE", "MODEL", "MODEL_FILE", "BANDS", "DEVICE", "TILE_SIZE", "ENSEMBLE", "WEIGHTS_MAP",
-              "OUTPUT"]
+PARAMETERS = ["INPUT", "SCALE", "MODEL", "MODEL_FILE", "BANDS", "ALL_BANDS", "DEVICE", "TILE_SIZE", "ENSEMBLE",
+              "WEIGHTS_MAP", "OUTPUT"]
 
 
 @pytest.fixture
@@ -294,3 +294,22 @@ def test_core_log_reaches_the_qgis_message_log_under_mlin(mlin_provider, tiny_mo
         qgis_log.uninstall()
     text = "\n".join(seen)
     assert "provider: CPU" in text and "tile(s) of" in text and "band 1 statistics" in text
+
+
+def test_all_bands_keeps_four_uint16_bands(mlin_provider, tiny_model: Path, tmp_path: Path) -> None:
+    from osgeo import gdal
+
+    from conftest import smooth_image, write_geotiff
+    from mlin_qgis.core.pipeline import SuperResolveRequest, superresolve
+
+    data = np.round(smooth_image(30, 36, bands=4, seed=2) * 4000 + 100).astype(np.uint16)
+    src = write_geotiff(tmp_path / "rgbn.tif", data)
+    out = tmp_path / "all.tif"
+    run({"INPUT": str(src), "SCALE": 2.0, "MODEL_FILE": str(tiny_model / "encoder.onnx"), "ALL_BANDS": True,
+         "BANDS": [1, 2, 3], "OUTPUT": str(out)})
+    ds = gdal.Open(str(out))
+    assert ds.RasterCount == 4 and ds.GetRasterBand(4).DataType == gdal.GDT_UInt16
+    assert (ds.RasterXSize, ds.RasterYSize) == (72, 60)
+    core = tmp_path / "core.tif"
+    superresolve(SuperResolveRequest(src, core, 2.0, model=tiny_model, all_bands=True))
+    assert np.array_equal(ds.ReadAsArray(), gdal.Open(str(core)).ReadAsArray())

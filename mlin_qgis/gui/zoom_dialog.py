@@ -193,6 +193,11 @@ class ZoomDialog(QDialog):
         self.ensemble_check.toggled.connect(lambda _checked: self.update_estimate())
         form.addRow("", self.ensemble_check)
 
+        self.all_bands_check = QCheckBox("Every band (groups of three; otherwise the RGB bands)", self)
+        self.all_bands_check.setObjectName("allBandsCheck")
+        self.all_bands_check.toggled.connect(lambda _checked: self._settings_changed())
+        form.addRow("", self.all_bands_check)
+
         self.estimate_label = QLabel(self)
         self.estimate_label.setObjectName("estimateLabel")
         self.estimate_label.setWordWrap(True)
@@ -327,7 +332,8 @@ class ZoomDialog(QDialog):
             self.run_button.setEnabled(False)
             return
         try:
-            est = pipeline.estimate(path, self.scale(), self.model_path(), ensemble=self.ensemble())
+            est = pipeline.estimate(path, self.scale(), self.model_path(), ensemble=self.ensemble(),
+                                    all_bands=self.all_bands_check.isChecked())
         except MlinError as exc:
             self.estimate_label.setText(str(exc))
             self.run_button.setEnabled(False)
@@ -365,7 +371,7 @@ class ZoomDialog(QDialog):
 
         return SuperResolveRequest(input_path=input_path, output_path=output_path, scale=self.scale(),
                                    model=self.model_path(), device=self.device_combo.currentText(),
-                                   ensemble=self.ensemble())
+                                   ensemble=self.ensemble(), all_bands=self.all_bands_check.isChecked())
 
     def start_run(self) -> Optional[SuperResolveTask]:
         """Queue the full run as a QgsTask; the result layer is added to the project when it ends."""

@@ -50,6 +50,7 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
     TILE_SIZE = "TILE_SIZE"
     WEIGHTS_MAP = "WEIGHTS_MAP"
     ENSEMBLE = "ENSEMBLE"
+    ALL_BANDS = "ALL_BANDS"
     OUTPUT = "OUTPUT"
 
     def name(self) -> str:
@@ -89,6 +90,8 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(QgsProcessingParameterBand(
             self.BANDS, "Bands (3 as R, G, B, or 1 as grey)",
             parentLayerParameterName=self.INPUT, optional=True, allowMultiple=True))
+        self.addParameter(QgsProcessingParameterBoolean(
+            self.ALL_BANDS, "Every band (groups of three)", defaultValue=False))
         self.addParameter(QgsProcessingParameterEnum(
             self.DEVICE, "Device", options=list(DEVICES), defaultValue=0))
         tile = QgsProcessingParameterNumber(
@@ -142,6 +145,11 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
             "2 = cuda.</p>"
             "<p><b>Tile size</b> (TILE_SIZE, advanced): input pixels per tile side; 0 picks one from the "
             "available memory. The result does not depend on it.</p>"
+            "<p><b>Every band</b> (ALL_BANDS): process every non-alpha band (4-band RGB+NIR, 8-band, "
+            "Sentinel-2 stacks) in groups of three, a left-over band as grey, and keep them all in the "
+            "output with the input's data type. The model was trained on RGB, so a non-visible band is "
+            "treated as one more image channel: its sharpening follows the spatial structure it shares "
+            "with its group, not any physics of that band. Overrides Bands.</p>"
             "<p><b>Best quality</b> (ENSEMBLE, advanced): average the model's output over the 8 flips "
             "and transposes of the input; about 8 times the time of one pass, for a small gain in "
             "accuracy (measured in the model card).</p>"
@@ -201,6 +209,9 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         weights_map = self.parameterAsOutputLayer(parameters, self.WEIGHTS_MAP, context) or None
         ensemble = 8 if self.parameterAsBoolean(parameters, self.ENSEMBLE, context) else 1
+        all_bands = self.parameterAsBoolean(parameters, self.ALL_BANDS, context)
+        if all_bands:
+            bands = None
         model = self._model(parameters, context)
 
         from ..core import pipeline  # onnxruntime is imported lazily by the engine, never here
@@ -211,7 +222,8 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
 
         request = pipeline.SuperResolveRequest(
             input_path=input_path, output_path=output, scale=scale, model=model, bands=bands,
-            tile_size=tile_size, device=device, weights_map_path=weights_map, ensemble=ensemble)
+            tile_size=tile_size, device=device, weights_map_path=weights_map, ensemble=ensemble,
+            all_bands=all_bands)
         feedback.pushInfo(f"Input: {input_path} ({layer.width()} × {layer.height()} px, {layer.bandCount()} bands)")
         feedback.pushInfo(f"Model: {model or 'default'}; scale ×{scale:g}; device {device}"
                           + ("; ensemble of 8 passes (about 8x the time of one)" if ensemble > 1 else ""))
