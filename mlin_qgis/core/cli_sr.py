@@ -25,6 +25,16 @@ def _bands(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"bands must be comma-separated band numbers such as 1,2,3, got {text!r}") from None
 
 
+def _extent(text: str) -> list[float]:
+    try:
+        values = [float(t) for t in text.replace(" ", "").split(",")]
+    except ValueError:
+        values = []
+    if len(values) != 4:
+        raise argparse.ArgumentTypeError(f"extent must be xmin,ymin,xmax,ymax (four numbers), got {text!r}")
+    return values
+
+
 def _installed_models_help() -> str:
     """'name (default): when to use it; name: ...' from the installed models' cards."""
     from .models import available_models
@@ -58,6 +68,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--ensemble", type=int, choices=[1, 8], default=1,
                         help="8: average the 8 flips/transposes of the input (best quality, 8x the time; "
                              "see the model card for the measured gain); default 1")
+    parser.add_argument("--extent", type=_extent, default=None, metavar="XMIN,YMIN,XMAX,YMAX",
+                        help="area of interest in the raster's CRS (or --extent-crs): only that part is "
+                             "super-resolved, snapped to input pixels; it equals the same window of a whole run")
+    parser.add_argument("--extent-crs", default=None, metavar="CRS", help="CRS of --extent, e.g. EPSG:4326")
     parser.add_argument("--cog", action="store_true", help="write a Cloud Optimized GeoTIFF")
     parser.add_argument("--compress", default="DEFLATE", choices=["DEFLATE", "ZSTD", "LZW", "NONE"],
                         help="GeoTIFF compression (default DEFLATE with a predictor, which every GIS tool reads; "
@@ -113,7 +127,8 @@ def run(args: Any) -> int:
         tile_size=getattr(args, "tile_size", None), device=getattr(args, "device", "auto"),
         weights_map_path=getattr(args, "weights_map", None), cog=bool(getattr(args, "cog", False)),
         all_bands=bool(getattr(args, "all_bands", False)), threads=getattr(args, "threads", None),
-        ensemble=int(getattr(args, "ensemble", 1) or 1), compression=getattr(args, "compress", "DEFLATE"))
+        ensemble=int(getattr(args, "ensemble", 1) or 1), compression=getattr(args, "compress", "DEFLATE"),
+        extent=getattr(args, "extent", None), extent_crs=getattr(args, "extent_crs", None))
     if request.ensemble > 1:
         print(f"mlin sr: ensemble {request.ensemble}: {request.ensemble} passes, about {request.ensemble}x the "
               "time of one pass", file=sys.stderr)

@@ -33,7 +33,7 @@ from .errors import MlinCancelled, MlinError
 from .models import DECODER_FILE, resolve_model
 from .normalise import BandStats, StatsConfig, avoid_value, band_stats, dtype_info, from_unit, to_unit
 from .raster_io import BandPlan, RasterInfo
-from .tiling import Tile, halo_for, nearest_index, output_size, plan_tiles
+from .tiling import Tile, clip_tiles, halo_for, nearest_index, out_range, output_size, plan_tiles
 
 log = logging.getLogger("mlin_qgis")
 
@@ -77,6 +77,10 @@ class SuperResolveRequest:
     threads: int | None = None
     ensemble: int = 1  # 8: average the 8 flips/transposes (best quality, 8x the time)
     compression: str = raster_io.DEFAULT_COMPRESSION  # DEFLATE, ZSTD, LZW or NONE
+    # Area of interest (xmin, ymin, xmax, ymax) in the raster's CRS (or in extent_crs, e.g. "EPSG:4326"):
+    # snapped outward to input pixels; the halo is read from outside it where the raster has pixels.
+    extent: Sequence[float] | None = None
+    extent_crs: str | None = None
 
 
 @dataclass
@@ -330,7 +334,8 @@ class RunPlan:
     scale: float
     info: RasterInfo
     bands: BandPlan
-    out_size: tuple[int, int]  # (rows, cols)
+    out_size: tuple[int, int]  # (rows, cols) of the whole output grid (what the queries are made on)
+    window: tuple[int, int, int, int]  # output rows [r0, r1) x cols [c0, c1) written (all, without extent)
     scale_xy: tuple[float, float]  # effective (sx, sy) = (W_out / W, H_out / H)
     geotransform: tuple[float, ...] | None
     nodata: tuple[float | None, ...]
@@ -343,6 +348,58 @@ class RunPlan:
     cog: bool
     compression: str
     warnings: tuple[str, ...]
+
+    @property
+    def window_size(self) -> tuple[int, int]:
+        """(rows, cols) of the written output: the whole grid, or the area of interest's part of it."""
+        return self.window[1] - self.window[0], self.window[3] - self.window[2]
+
+
+def extent_window(info: RasterInfo, extent: Sequence[float] | None,
+                  extent_crs: str | None = None) -> tuple[int, int, int, int] | None:
+    """LR rows [r0, r1) x cols [c0, c1) of an area of interest, snapped outward to whole input pixels
+    and clipped to the raster; None without an extent. Refuses what cannot be honoured."""
+    if extent is None:
+        return None
+    try:
+        xmin, ymin, xmax, ymax = (float(v) for v in extent)
+    except (TypeError, ValueError):
+        raise MlinError(f"extent must be four numbers xmin,ymin,xmax,ymax, got {extent!r}.") from None
+    if not (xmin < xmax and ymin < ymax):
+        raise MlinError(f"extent {extent!r} is empty: it needs xmin < xmax and ymin < ymax.")
+    gt = info.geotransform
+    if gt is None:
+        raise MlinError("an extent needs a georeferenced raster (a geotransform); this one has none.")
+    if gt[2] != 0 or gt[4] != 0:
+        raise MlinError("an extent on a rotated raster is not supported; warp it north-up first (gdalwarp).")
+    if extent_crs:
+        xmin, ymin, xmax, ymax = _transform_extent((xmin, ymin, xmax, ymax), extent_crs, info.projection)
+    cols = sorted(((xmin - gt[0]) / gt[1], (xmax - gt[0]) / gt[1]))
+    rows = sorted(((ymax - gt[3]) / gt[5], (ymin - gt[3]) / gt[5]))
+    c0, c1 = max(0, math.floor(cols[0] + 1e-9)), min(info.width, math.ceil(cols[1] - 1e-9))
+    r0, r1 = max(0, math.floor(rows[0] + 1e-9)), min(info.height, math.ceil(rows[1] - 1e-9))
+    if c1 <= c0 or r1 <= r0:
+        raise MlinError(f"extent {xmin:g},{ymin:g},{xmax:g},{ymax:g} does not overlap the raster "
+                        f"({info.width} x {info.height} px); give it in the raster's CRS or set its CRS.")
+    return r0, r1, c0, c1
+
+
+def _transform_extent(extent: tuple[float, float, float, float], source: str, target_wkt: str) -> tuple[float, ...]:
+    from osgeo import osr
+
+    src, dst = osr.SpatialReference(), osr.SpatialReference()
+    if src.SetFromUserInput(source) != 0:
+        raise MlinError(f"unknown CRS {source!r} for the extent; use e.g. EPSG:4326.")
+    if not target_wkt:
+        raise MlinError("the raster has no CRS, so an extent in another CRS cannot be placed on it.")
+    dst.ImportFromWkt(target_wkt)
+    for ref in (src, dst):
+        ref.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+    tr = osr.CoordinateTransformation(src, dst)
+    xmin, ymin, xmax, ymax = extent
+    corners = [tr.TransformPoint(x, y)[:2] for x in (xmin, xmax) for y in (ymin, ymax)]
+    xs, ys = [c[0] for c in corners], [c[1] for c in corners]
+    return min(xs), min(ys), max(xs), max(ys)
 
 
 def plan_run(request: SuperResolveRequest, src: gdal.Dataset,
@@ -368,8 +425,15 @@ def plan_run(request: SuperResolveRequest, src: gdal.Dataset,
         raise MlinError(f"model {engine.card.name} does not output mixing weights, so no weights map can be "
                         "written; leave the weights map out.")
 
-    out_h, out_w = output_size((info.height, info.width), scale)
-    sy, sx = out_h / info.height, out_w / info.width
+    grid_h, grid_w = output_size((info.height, info.width), scale)
+    sy, sx = grid_h / info.height, grid_w / info.width
+    lr_window = extent_window(info, request.extent, request.extent_crs)
+    if lr_window is None:
+        window = (0, grid_h, 0, grid_w)
+    else:
+        window = (*out_range(info.height, grid_h, lr_window[0], lr_window[1]),
+                  *out_range(info.width, grid_w, lr_window[2], lr_window[3]))
+    out_h, out_w = window[1] - window[0], window[3] - window[2]
     needed = estimate_bytes(out_w, out_h, len(bands.output_bands), info.dtype.itemsize) * (2 if request.cog else 1)
     if weights_path is not None and weights_path.parent.resolve() == out_path.parent.resolve():
         needed += estimate_bytes(out_w, out_h, 1, 4)
@@ -385,10 +449,16 @@ def plan_run(request: SuperResolveRequest, src: gdal.Dataset,
         (info.mask_flags[b - 1] & gdal.GMF_PER_DATASET) and not (info.mask_flags[b - 1] & gdal.GMF_ALPHA)
         for b in bands.data_bands)
     tile_size = tile_size or _default_tile(engine.provider, scale)
-    tiles = plan_tiles((info.height, info.width), (out_h, out_w), tile_size, engine.halo)
+    tiles = plan_tiles((info.height, info.width), (grid_h, grid_w), tile_size, engine.halo)
+    if lr_window is not None:
+        tiles = clip_tiles(tiles, window[:2], window[2:])
+    gt = _scaled_geotransform(info.geotransform, sx, sy)
+    if gt is not None and lr_window is not None:  # the window's origin on the whole output grid
+        r0, c0 = window[0], window[2]
+        gt = (gt[0] + c0 * gt[1] + r0 * gt[2], gt[1], gt[2], gt[3] + c0 * gt[4] + r0 * gt[5], gt[4], gt[5])
     plan = RunPlan(input_path=in_path, output_path=out_path, weights_path=weights_path, scale=scale, info=info,
-                   bands=bands, out_size=(out_h, out_w), scale_xy=(sx, sy),
-                   geotransform=_scaled_geotransform(info.geotransform, sx, sy), nodata=tuple(nodata),
+                   bands=bands, out_size=(grid_h, grid_w), window=window, scale_xy=(sx, sy),
+                   geotransform=gt, nodata=tuple(nodata),
                    masked=masked, per_dataset_mask=per_dataset_mask, stats=stats, tile_size=tile_size,
                    tiles=tuple(tiles), ensemble=int(request.ensemble), cog=bool(request.cog), compression=compression,
                    warnings=tuple(warnings))
@@ -412,10 +482,10 @@ class AtomicOutputs:
 
     def __enter__(self) -> "AtomicOutputs":
         plan = self.plan
-        self.dst = _prepare_output(self.tmp_out, plan.info, plan.bands, plan.out_size, plan.geotransform,
+        self.dst = _prepare_output(self.tmp_out, plan.info, plan.bands, plan.window_size, plan.geotransform,
                                    list(plan.nodata), plan.per_dataset_mask, self.card, plan.scale, plan.compression)
         if self.tmp_weights is not None:
-            out_h, out_w = plan.out_size
+            out_h, out_w = plan.window_size
             self.wdst = raster_io.create_gtiff(self.tmp_weights, out_w, out_h, 1, _FLOAT32,
                                                raster_io.gtiff_options(_FLOAT32, compress=plan.compression))
             _set_georeferencing(self.wdst, plan.info, plan.geotransform, *plan.scale_xy)
@@ -524,7 +594,7 @@ class TileWriter:
 
     def write(self, result: TileResult) -> None:
         r, c = result.tile.rows, result.tile.cols
-        xoff, yoff = c.out_start, r.out_start
+        xoff, yoff = c.out_start - self.plan.window[2], r.out_start - self.plan.window[0]
         raster_io.write_window(self.dst, result.values, xoff, yoff)
         if self.plan.per_dataset_mask:
             mask = np.full((r.out_size, c.out_size), 255, np.uint8) if result.valid is None else \
@@ -547,7 +617,7 @@ def superresolve(request: SuperResolveRequest, progress: ProgressFn | None = Non
     src = raster_io.open_raster(request.input_path)
     plan, engine = plan_run(request, src, lambda: SuperResolver(request.model, device=request.device,
                                                                 threads=request.threads))
-    info, (out_h, out_w) = plan.info, plan.out_size
+    info, (out_h, out_w) = plan.info, plan.window_size
     log.info("%s: %d x %d -> %d x %d px (x%.4g / x%.4g), %d tile(s) of %d LR px, halo %d, bands %s, ensemble %d",
              plan.input_path.name, info.width, info.height, out_w, out_h, *plan.scale_xy, len(plan.tiles),
              plan.tile_size, engine.halo, list(plan.bands.data_bands), plan.ensemble)

@@ -126,3 +126,25 @@ def plan_tiles(in_size: tuple[int, int], out_size: tuple[int, int], tile_size: i
         raise ValueError(f"tile_size must be >= 1, got {tile_size}")
     rows, cols = plan_axis(h, oh, t, halo), plan_axis(w, ow, t, halo)
     return [Tile(i * len(cols) + j, r, c) for i, r in enumerate(rows) for j, c in enumerate(cols)]
+
+
+def out_range(n_in: int, n_out: int, start: int, stop: int) -> tuple[int, int]:
+    """The output pixels ``[o0, o1)`` whose centres fall inside LR pixels ``[start, stop)``: the
+    window's footprint on the whole output grid (so its result is those pixels of the whole result)."""
+    inside = nearest_index(n_in, n_out, 0, n_out)
+    return int(np.searchsorted(inside, start, side="left")), int(np.searchsorted(inside, stop, side="left"))
+
+
+def clip_tiles(tiles: list[Tile], rows: tuple[int, int], cols: tuple[int, int]) -> list[Tile]:
+    """The tiles that answer output pixels inside rows x cols, their output windows cut to it (their
+    read windows unchanged, so every kept pixel still sees its full halo)."""
+    from dataclasses import replace
+
+    kept: list[Tile] = []
+    for t in tiles:
+        r0, r1 = max(t.rows.out_start, rows[0]), min(t.rows.out_stop, rows[1])
+        c0, c1 = max(t.cols.out_start, cols[0]), min(t.cols.out_stop, cols[1])
+        if r1 > r0 and c1 > c0:
+            kept.append(Tile(len(kept), replace(t.rows, out_start=r0, out_stop=r1),
+                             replace(t.cols, out_start=c0, out_stop=c1)))
+    return kept
