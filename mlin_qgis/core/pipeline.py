@@ -639,7 +639,7 @@ def superresolve(request: SuperResolveRequest, progress: ProgressFn | None = Non
 
             def within_tile(fraction: float, k: int = k) -> None:  # after every decoder call
                 check_cancel()
-                if progress:
+                if progress and fraction < 1.0:  # the tile's end is reported once, below
                     progress((k + fraction) / n, f"tile {k + 1}/{n}")
 
             writer.write(compute_tile(src, plan, engine, tile, want_deviation=outputs.wdst is not None,
