@@ -70,11 +70,11 @@ def test_shipped_liif_model_card():
 
 
 def test_shipped_mlin_model_matches_its_checkpoint():
-    """The default model: its ONNX pair gives the shipped torch checkpoint's numbers (x3.3)."""
+    """The clean-data MLIN model: its ONNX pair gives its torch checkpoint's numbers (x3.3)."""
     from mlin_qgis.ml.model import load_model
 
     folder = REPO / "models" / "mlin-edsr-ucmerced"
-    model = load_model(folder / "mlin-edsr-ucmerced.pth")
+    model = load_model(REPO / "checkpoints" / "mlin-edsr-ucmerced.pth")
     assert model.decoder.cfg.weighting == "meta"
     encoder = ort.InferenceSession(str(folder / "encoder.onnx"), providers=["CPUExecutionProvider"])
     decoder = ort.InferenceSession(str(folder / "decoder.onnx"), providers=["CPUExecutionProvider"])

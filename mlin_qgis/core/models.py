@@ -2,7 +2,8 @@
 
 Models live in ``<repo>/models/<name>/`` (checkout layout) or ``<plugin>/models/<name>/`` (the
 plugin zip); ``MLIN_MODELS_DIR`` (os.pathsep-separated) adds more roots, searched first. The default
-model is ``mlin-edsr-ucmerced`` when installed, else the first one by name.
+model is ``mlin-robust-ucmerced`` (robust to aliasing and JPEG, see its card) when installed, else the first
+one by name.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 from .card import ModelCard
 from .errors import MlinError
 
-DEFAULT_MODEL = "mlin-edsr-ucmerced"
+DEFAULT_MODEL = "mlin-robust-ucmerced"
 ENCODER_FILE = "encoder.onnx"
 DECODER_FILE = "decoder.onnx"
 ENV_MODELS_DIR = "MLIN_MODELS_DIR"
