@@ -6,7 +6,7 @@ export PYTHONUNBUFFERED := 1
 SHARED ?= ../shared
 DEMO_SCALE ?= 4
 
-.PHONY: setup demo test bench gpu-check train-mlin train-ablation evaluate export-liif plugin zip deploy qgis_process batch clean
+.PHONY: setup demo test bench gpu-check train-robust train-mlin train-ablation evaluate export-liif plugin zip deploy qgis_process batch clean
 
 setup:
 	@bash scripts/setup.sh
@@ -35,6 +35,12 @@ gpu-check: setup
 train-mlin: setup
 	$(PY) -m mlin_qgis train --config configs/mlin_ucmerced.yaml
 	$(PY) -m mlin_qgis train --config configs/mlin_ucmerced_l2.yaml
+
+## The default model: MLIN 0.3.0 (checkpoints/) continued on degraded LR with the encoder fine-tuned
+## (450 iterations, ~1 h on one CPU thread), and the frozen-encoder run it was compared with.
+train-robust: setup
+	$(PY) -m mlin_qgis train --config configs/robust_mlin_encoder.yaml
+	$(PY) -m mlin_qgis train --config configs/robust_mlin.yaml
 
 train-ablation: setup
 	$(PY) -m mlin_qgis train --config configs/liif_area_ucmerced.yaml
