@@ -27,13 +27,22 @@ def subset(tmp_path_factory):
 
 
 @needs_shared(VAL)
-@pytest.mark.parametrize("degradation, margin", [("bicubic-aliased", 0.5), ("jpeg", 0.2)])
-def test_default_model_beats_bicubic_on_degraded_lr(subset, degradation: str, margin: float) -> None:
+def test_default_model_holds_up_where_the_clean_model_breaks(subset) -> None:
+    """Measured on these four images (x2 / x4): aliased LR, bicubic 32.18 / 22.51, clean-trained MLIN
+    29.08 / 17.66, default 31.46 / 22.63; JPEG-75, bicubic 27.74 / 21.92, clean MLIN 27.78 / 22.02,
+    default 28.43 / 22.56. The margins below leave room for float noise only where the claim is made."""
     from mlin_qgis.ml.evaluate import OnnxMethod, evaluate
 
     torch.set_num_threads(2)
-    res = evaluate({"default": OnnxMethod(resolve_model(), threads=2)}, subset, [2.0], degradation=degradation,
-                   progress=False)
-    mean = {m: res["mean"][m]["2"]["psnr"] for m in res["methods"]}
-    assert DEFAULT_MODEL == "mlin-robust-ucmerced"
-    assert mean["default"] > mean["bicubic"] + margin, mean
+    assert DEFAULT_MODEL == "mlin-robust-ucmerced" and resolve_model().name == DEFAULT_MODEL
+    methods = {"default": OnnxMethod(resolve_model(), threads=2),
+               "clean": OnnxMethod(resolve_model("mlin-edsr-ucmerced"), threads=2)}
+    aliased = evaluate(methods, subset, [2.0, 4.0], degradation="bicubic-aliased", progress=False)["mean"]
+    jpeg = evaluate(methods, subset, [2.0, 4.0], degradation="jpeg", progress=False)["mean"]
+    for key in ("2", "4"):
+        assert aliased["default"][key]["psnr"] > aliased["clean"][key]["psnr"] + 2.0
+        assert jpeg["default"][key]["psnr"] > jpeg["bicubic"][key]["psnr"] + 0.4
+        assert jpeg["default"][key]["psnr"] > jpeg["clean"][key]["psnr"] + 0.4
+    assert aliased["default"]["4"]["psnr"] > aliased["bicubic"]["4"]["psnr"]
+    # and the honest limit: at x2 on aliased LR it is still below bicubic (see the model card)
+    assert aliased["default"]["2"]["psnr"] < aliased["bicubic"]["2"]["psnr"]
