@@ -54,7 +54,7 @@ def main() -> int:
     if accept_dirs:
         written["acceptance"] = run("acceptance_table.py", m, *accept_dirs,
                                     "--reference-clean", str(ROOT / "docs" / "results" / "ucmerced_val.json"))
-    suite_dirs = [str(p) for p in sorted(ev.glob("suite-*")) if p.is_dir()]
+    suite_dirs = [str(p) for p in sorted(ev.glob("suite-*")) if p.is_dir() and "area-at-test" not in p.name]
     if suite_dirs:
         written["robustness"] = run("robustness_report.py", *suite_dirs, "--focus", m, "--reference", "liif")
 
