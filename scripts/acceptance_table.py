@@ -14,14 +14,16 @@ from mlin_qgis.ml.degradation import SUITE_DESCRIPTIONS, suite_names
 from mlin_qgis.ml.evaluate import merge_results, paired_differences
 
 
-def restrict(results: dict, scales: list, method: str) -> dict:
-    """Only `method` and the given scales of an earlier results.json (same images), to merge it."""
-    keys = [f"{s:g}" for s in scales]
+def restrict(results: dict, like: dict, method: str) -> dict:
+    """Only `method`, and the scales and images of `like`, from an earlier results.json, to merge it."""
+    keys = [f"{s:g}" for s in like["scales"]]
+    pos = {name: i for i, name in enumerate(results["images"])}
+    idx = [pos[name] for name in like["images"]]
+    per = {k: {m: [results["per_image"][method][k][m][i] for i in idx] for m in ("psnr", "ssim")} for k in keys}
     out = dict(results)
-    out["scales"] = list(scales)
-    out["methods"] = [method]
-    out["mean"] = {method: {k: results["mean"][method][k] for k in keys}}
-    out["per_image"] = {method: {k: results["per_image"][method][k] for k in keys}}
+    out.update(scales=list(like["scales"]), images=list(like["images"]), n_images=len(idx), methods=[method],
+               per_image={method: per},
+               mean={method: {k: {m: sum(v[m]) / len(v[m]) for m in ("psnr", "ssim")} for k, v in per.items()}})
     return out
 
 
@@ -39,7 +41,7 @@ def main() -> int:
         parts = [json.loads((d / name / "results.json").read_text()) for d in args.dirs
                  if (d / name / "results.json").is_file()]
         if name == "bicubic" and args.reference_clean and parts:
-            parts.append(restrict(json.loads(args.reference_clean.read_text()), parts[0]["scales"], args.reference))
+            parts.append(restrict(json.loads(args.reference_clean.read_text()), parts[0], args.reference))
         if not parts:
             continue
         res = merge_results(parts)
