@@ -77,6 +77,8 @@ def main() -> int:
     if (ens / "bicubic").is_dir() and (plain / "bicubic").is_dir():
         lines = ["| LR made by | scale | x8 ensemble − one pass (dB ± SE) | ensemble wins | images |", "|---|---|---:|---:|---:|"]
         for deg in ("bicubic", "bicubic-aliased"):
+            if not (ens / deg / "results.json").is_file():
+                continue
             a, b = load(ens / deg), load(plain / deg)
             for key in ("2", "4"):
                 mean, se, wins, n = paired_by_name(a, m, b, m, key)
