@@ -88,10 +88,10 @@ def main() -> int:
         for name, sr in outputs.items():
             arr = np.clip(np.round(sr[:, crop[0], crop[1]]), 0, 255).astype(np.uint8).transpose(1, 2, 0)
             panels.append(label(Image.fromarray(arr), name))
-        row = Image.new("RGB", (sum(p.width for p in panels) + 4 * (len(panels) - 1), panels[0].height), "white")
+        row = Image.new("RGB", (sum(p.width for p in panels) + 4 * (len(panels) - 1), panels[0].height + 16), "white")
         x = 0
         for p in panels:
-            row.paste(p, (x, 0))
+            row.paste(p, (x, 16))  # the row's title strip above, the panels' own labels stay visible
             x += p.width + 4
         rows.append(label(row, f"{title}, x{s}"))
     figure = Image.new("RGB", (max(r.width for r in rows), sum(r.height + 6 for r in rows)), "white")

@@ -134,7 +134,7 @@ def run(args: Any) -> int:
               "time of one pass", file=sys.stderr)
     try:
         est = estimate(request.input_path, request.scale, request.model, request.bands, request.all_bands,
-                       request.ensemble, request.device, request.tile_size)
+                       request.ensemble, request.device, request.tile_size, request.threads)
         print(f"mlin sr: estimate: about {est.seconds:.3g} s (from {est.basis})", file=sys.stderr)
     except MlinError:
         pass  # the run itself reports what is wrong, with its full message

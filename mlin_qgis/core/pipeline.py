@@ -696,7 +696,7 @@ def measured_throughput(model_dir: Path, provider: str) -> float | None:
 
 def estimate(input_path: str | os.PathLike, scale: float, model: str | os.PathLike | None = None,
              bands: Sequence[int] | None = None, all_bands: bool = False, ensemble: int = 1,
-             device: str = "auto", tile_size: int | None = None) -> Estimate:
+             device: str = "auto", tile_size: int | None = None, threads: int | None = None) -> Estimate:
     """Output size, bytes on disk (see COMPRESSION_FACTOR) and seconds, without running the job.
 
     Seconds come from the last real run in this process with the same model and provider when there
@@ -716,7 +716,7 @@ def estimate(input_path: str | os.PathLike, scale: float, model: str | os.PathLi
     groups = len(plan.groups)
     model_dir = resolve_model(model)
     try:
-        rate = throughput(model_dir, device)
+        rate = throughput(model_dir, device, threads)
     except MlinError as exc:
         provider = CUDA if cuda_offered() and device != "cpu" else CPU
         seconds = out_mpx * groups * passes / DEFAULT_MPX_PER_S[provider]
