@@ -239,6 +239,15 @@ def test_weights_map(tiny_model: Path, rgb_u8: Path, tmp_path: Path) -> None:
     assert (ds.RasterXSize, ds.RasterYSize) == (out.RasterXSize, out.RasterYSize)
     assert ds.GetGeoTransform() == out.GetGeoTransform() and ds.GetProjection() == out.GetProjection()
     assert (wmap >= 0).all() and (wmap <= 1).all() and wmap.max() > 0.01
+    # the map is the engine's own max |weights - area weights| of a whole-image pass (tiling is exact)
+    from mlin_qgis.core.engine import SuperResolver
+
+    lr = read(rgb_u8)[1].astype(np.float64) / 255.0  # uint8 model units (lo 0, span 255)
+    sr = SuperResolver(tiny_model, device="cpu")
+    size = (ds.RasterYSize, ds.RasterXSize)
+    _, dev = sr.decode_window(sr.encode(lr.astype(np.float32)), (0, 0), lr.shape[1:], size, (0, size[0]),
+                              (0, size[1]), want_deviation=True)
+    assert np.abs(wmap[0] - dev).max() < 1e-5
 
 
 def test_output_is_bit_identical_twice(tiny_model: Path, rgb_u8: Path, tmp_path: Path) -> None:
