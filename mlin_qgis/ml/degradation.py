@@ -235,7 +235,7 @@ def _blurred(scale: float, seed: int) -> Degradation:
 
 
 def _mixed(scale: float, seed: int) -> Degradation:
-    # The training distribution without its clean share, drawn per image from a fixed seed.
+    # The module's default (broad) mix without its clean share, drawn per image from a fixed seed.
     return draw(np.random.default_rng([20261201, seed]), scale, DegradationConfig(p_clean=0.0))
 
 
@@ -253,7 +253,8 @@ SUITE_DESCRIPTIONS: Dict[str, str] = {
     "blur": "Gaussian blur sigma 0.6*s HR px, then bicubic without antialiasing, 8-bit",
     "jpeg": "antialiased bicubic, then JPEG quality 75 (PIL, 4:2:0)",
     "noise": "antialiased bicubic, then Gaussian noise sigma 5 DN, 8-bit",
-    "mixed": "one random training chain per image (no clean share), fixed seed per image",
+    "mixed": "one random chain per image from the module's default mix without its clean share (the broad "
+             "first training mix: blur, five kernels, noise up to 8 DN, JPEG 30-95), fixed seed per image",
 }
 
 
