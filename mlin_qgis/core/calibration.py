@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .engine import SuperResolver
+from .engine import CPU, CUDA, SuperResolver, cuda_offered
 from .models import DECODER_FILE, ENCODER_FILE, resolve_model
 
 log = logging.getLogger("mlin_qgis")
@@ -107,12 +107,10 @@ def throughput(model: str | os.PathLike | None = None, device: str = "auto", thr
                refresh: bool = False) -> Throughput:
     """This machine's throughput for a model and device: from the cache, else measured (and cached)."""
     model_dir = resolve_model(model)
-    engine: SuperResolver | None = None
     which = (str(model_dir), device, threads)
-    provider = _providers.get(which)
-    if provider is None:  # which provider this device gets here: one session, remembered
-        engine = SuperResolver(model_dir, device=device, threads=threads)
-        provider = _providers[which] = engine.provider
+    # The provider a run would get: remembered from a session made here, else what onnxruntime offers
+    # (so a cached calibration is found without opening a session: `sr` pays nothing for its estimate).
+    provider = _providers.get(which) or (CUDA if device != "cpu" and cuda_offered() else CPU)
     n_threads = int(threads or os.cpu_count() or 1)
     key = _key(model_dir, provider, n_threads)
     if not refresh:
@@ -122,7 +120,12 @@ def throughput(model: str | os.PathLike | None = None, device: str = "auto", thr
         if cached:
             _memory[key] = Throughput(**cached)
             return _memory[key]
-    engine = engine or SuperResolver(model_dir, device=device, threads=threads)
+    engine = SuperResolver(model_dir, device=device, threads=threads)
+    _providers[which] = engine.provider
+    if engine.provider != provider:  # offered but not working (e.g. CUDA without its libraries)
+        key = _key(model_dir, engine.provider, n_threads)
+        if not refresh and key in _memory:
+            return _memory[key]
     value = measure(engine)
     log.info("calibrated %s on %s: %.3g us/LR px (encoder), %.3g us/output px (decoder)", model_dir.name,
              value.provider, value.encoder_s_per_px * 1e6, value.decoder_s_per_px * 1e6)
