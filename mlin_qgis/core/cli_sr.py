@@ -53,6 +53,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Declare the `sr` options on ``parser`` (mlin_qgis.__main__ makes the sub-command)."""
     parser.add_argument("input", help="input raster (GeoTIFF or any raster GDAL reads)")
     parser.add_argument("output", help="output GeoTIFF (.tif); written atomically")
+    add_options(parser)
+    parser.add_argument("--weights-map", default=None, metavar="PATH",
+                        help="also write a float32 GeoTIFF of max |weights - area_weights| per output pixel")
+    add_cluster_arguments(parser)
+    return parser
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    """The options every super-resolution takes (shared by `sr` and `batch`)."""
     parser.add_argument("--scale", required=True, help="enlargement factor > 1, any real number (e.g. 2.5)")
     parser.add_argument("--model", default=None, help="installed model name, model folder or .onnx path; "
                         "installed: " + _installed_models_help())
@@ -76,9 +85,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--compress", default="DEFLATE", choices=["DEFLATE", "ZSTD", "LZW", "NONE"],
                         help="GeoTIFF compression (default DEFLATE with a predictor, which every GIS tool reads; "
                              "ZSTD is smaller and faster where readers support it)")
-    parser.add_argument("--weights-map", default=None, metavar="PATH",
-                        help="also write a float32 GeoTIFF of max |weights - area_weights| per output pixel")
-    return parser
+
+
+def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
+    """--cluster, --block-size and --restart (shared by `sr` and `batch`)."""
+    from .blocks import DEFAULT_BLOCK_PX
+
+    group = parser.add_argument_group("cluster (optional; needs dask[distributed])")
+    group.add_argument("--cluster", default=None, metavar="local[:N]|tcp://HOST:PORT",
+                       help="run blocks in parallel on Dask: local (one worker per core), local:N (N worker "
+                            "processes) or a running scheduler's address; resumable (rerun to continue)")
+    group.add_argument("--block-size", type=int, default=DEFAULT_BLOCK_PX, metavar="PX",
+                       help=f"output pixels per block side, the cluster's unit of work (default {DEFAULT_BLOCK_PX})")
+    group.add_argument("--restart", action="store_true",
+                       help="discard the finished blocks of an earlier interrupted run instead of resuming them")
 
 
 class ProgressBar:
@@ -110,55 +130,115 @@ class ProgressBar:
         self.stream.flush()
 
 
-def run(args: Any) -> int:
-    """Run `sr` with parsed arguments (an argparse Namespace); returns the exit code."""
-    cancel = {"requested": False}
+class CancelOnSigint:
+    """``with CancelOnSigint(what) as cancel:`` the first Ctrl-C sets ``cancel.requested`` (the run stops
+    after the current ``what``), a second one raises KeyboardInterrupt at once."""
 
-    def on_sigint(signum: int, frame: Any) -> None:
-        if cancel["requested"]:
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.requested = False
+        self._previous: Any = None
+
+    def __call__(self) -> bool:
+        return self.requested
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        if self.requested:
             raise KeyboardInterrupt
-        cancel["requested"] = True
-        sys.stderr.write("\ncancelling after the current tile (Ctrl-C again to stop now)...\n")
+        self.requested = True
+        sys.stderr.write(f"\ncancelling after the current {self.what} (Ctrl-C again to stop now)...\n")
         sys.stderr.flush()
 
-    request = SuperResolveRequest(
-        input_path=args.input, output_path=args.output, scale=args.scale,
+    def __enter__(self) -> "CancelOnSigint":
+        try:
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+        except ValueError:  # not the main thread: Ctrl-C then raises KeyboardInterrupt as usual
+            self._previous = None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def request_from_args(args: Any, input_path: Any, output_path: Any) -> SuperResolveRequest:
+    """The SuperResolveRequest the common sr options describe (also used by `batch`)."""
+    return SuperResolveRequest(
+        input_path=input_path, output_path=output_path, scale=args.scale,
         model=getattr(args, "model", None), bands=getattr(args, "bands", None),
         tile_size=getattr(args, "tile_size", None), device=getattr(args, "device", "auto"),
         weights_map_path=getattr(args, "weights_map", None), cog=bool(getattr(args, "cog", False)),
         all_bands=bool(getattr(args, "all_bands", False)), threads=getattr(args, "threads", None),
         ensemble=int(getattr(args, "ensemble", 1) or 1), compression=getattr(args, "compress", "DEFLATE"),
         extent=getattr(args, "extent", None), extent_crs=getattr(args, "extent_crs", None))
+
+
+def cluster_config(args: Any) -> Any:
+    from .cluster import ClusterConfig
+
+    return ClusterConfig(address=args.cluster, block_px=getattr(args, "block_size", None) or ClusterConfig.block_px,
+                         restart=bool(getattr(args, "restart", False)))
+
+
+def say(message: str, command: str = "sr") -> None:
+    print(f"mlin {command}: {message}", file=sys.stderr, flush=True)
+
+
+def run_cluster(args: Any) -> int:
+    """`sr --cluster`: the blocks on Dask; Ctrl-C keeps the finished blocks for a resume."""
+    from .cluster import ClusterSession, superresolve_on_cluster
+
+    request = request_from_args(args, args.input, args.output)
+    try:
+        with CancelOnSigint("block") as cancel, ClusterSession(cluster_config(args)) as session:
+            result = superresolve_on_cluster(request, session, progress=ProgressBar(), is_cancelled=cancel, say=say)
+    except MlinCancelled as exc:
+        say(str(exc))
+        return EXIT_CANCELLED
+    except KeyboardInterrupt:
+        say("interrupted; the finished blocks are kept: rerun the same command to resume.")
+        return EXIT_CANCELLED
+    except MlinError as exc:
+        say(f"error: {exc}")
+        return EXIT_BAD_INPUT
+    for warning in result.warnings:
+        say(f"warning: {warning}")
+    print(f"model:    {result.model}")
+    print(f"cluster:  {result.workers}")
+    print(f"blocks:   {result.blocks} ({result.reused} reused, {result.computed} computed)")
+    print(f"output:   {result.output_path} ({result.width} x {result.height} px, "
+          f"scale x{result.scale_x:.4g} / y{result.scale_y:.4g})")
+    print(f"time:     {result.seconds:.2f} s ({result.mpx_per_s:.3f} Mpx/s)")
+    return EXIT_OK
+
+
+def run(args: Any) -> int:
+    """Run `sr` with parsed arguments (an argparse Namespace); returns the exit code."""
+    if getattr(args, "cluster", None):
+        return run_cluster(args)
+    request = request_from_args(args, args.input, args.output)
     if request.ensemble > 1:
-        print(f"mlin sr: ensemble {request.ensemble}: {request.ensemble} passes, about {request.ensemble}x the "
-              "time of one pass", file=sys.stderr)
+        say(f"ensemble {request.ensemble}: {request.ensemble} passes, about {request.ensemble}x the time of one pass")
     try:
         est = estimate(request.input_path, request.scale, request.model, request.bands, request.all_bands,
                        request.ensemble, request.device, request.tile_size, request.threads)
-        print(f"mlin sr: estimate: about {est.seconds:.3g} s (from {est.basis})", file=sys.stderr)
+        say(f"estimate: about {est.seconds:.3g} s (from {est.basis})")
     except MlinError:
         pass  # the run itself reports what is wrong, with its full message
-    previous = None
     try:
-        previous = signal.signal(signal.SIGINT, on_sigint)
-    except ValueError:  # not the main thread: Ctrl-C then raises KeyboardInterrupt as usual
-        previous = None
-    try:
-        result = superresolve(request, progress=ProgressBar(), is_cancelled=lambda: cancel["requested"])
+        with CancelOnSigint("tile") as cancel:
+            result = superresolve(request, progress=ProgressBar(), is_cancelled=cancel)
     except MlinCancelled as exc:
-        print(f"mlin sr: {exc}", file=sys.stderr)
+        say(str(exc))
         return EXIT_CANCELLED
     except KeyboardInterrupt:
-        print("mlin sr: interrupted; the partial output was removed.", file=sys.stderr)
+        say("interrupted; the partial output was removed.")
         return EXIT_CANCELLED
     except MlinError as exc:
-        print(f"mlin sr: error: {exc}", file=sys.stderr)
+        say(f"error: {exc}")
         return EXIT_BAD_INPUT
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
     for warning in result.warnings:
-        print(f"mlin sr: warning: {warning}", file=sys.stderr)
+        say(f"warning: {warning}")
     print(f"model:    {result.model}")
     print(f"provider: {result.provider}")
     print(f"output:   {result.output_path} ({result.width} x {result.height} px, "

@@ -589,12 +589,16 @@ def compute_tile(src: gdal.Dataset, plan: RunPlan, engine: SuperResolver, tile: 
 class TileWriter:
     """Writes computed tiles into the run's output (and weights map), mask band included."""
 
-    def __init__(self, plan: RunPlan, dst: gdal.Dataset, wdst: gdal.Dataset | None) -> None:
+    def __init__(self, plan: RunPlan, dst: gdal.Dataset, wdst: gdal.Dataset | None,
+                 origin: tuple[int, int] | None = None) -> None:
+        """``origin``: the (row, col) of ``dst``'s first pixel on the whole output grid (default: the
+        run's window; a cluster block's part passes its own corner)."""
         self.plan, self.dst, self.wdst = plan, dst, wdst
+        self.origin = (plan.window[0], plan.window[2]) if origin is None else origin
 
     def write(self, result: TileResult) -> None:
         r, c = result.tile.rows, result.tile.cols
-        xoff, yoff = c.out_start - self.plan.window[2], r.out_start - self.plan.window[0]
+        xoff, yoff = c.out_start - self.origin[1], r.out_start - self.origin[0]
         raster_io.write_window(self.dst, result.values, xoff, yoff)
         if self.plan.per_dataset_mask:
             mask = np.full((r.out_size, c.out_size), 255, np.uint8) if result.valid is None else \
@@ -647,6 +651,7 @@ def superresolve(request: SuperResolveRequest, progress: ProgressFn | None = Non
             if progress:
                 progress((k + 1) / n, f"tile {k + 1}/{n}")
         check_cancel()
+        del writer  # drop its dataset references, so that commit really closes the files
         outputs.commit(progress)
     seconds = time.perf_counter() - start
     mpx = out_w * out_h / 1e6

@@ -1,0 +1,304 @@
+"""Super-resolution on a Dask cluster: ``sr --cluster local[:N] | tcp://HOST:PORT`` and ``batch``.
+
+The driver (this process) plans the run exactly as the single-process path does (plan_run: the same
+statistics, tiles and georeferencing), groups the tiles into blocks (blocks.py), submits one Dask task
+per block that is not already finished in the parts folder, records each finished part in the manifest
+as it arrives, and assembles the final GeoTIFF when all are done. Workers read the input themselves
+through GDAL (a path every worker can read: a shared filesystem, or /vsicurl/, /vsis3/ ... unchanged),
+keep one model per process and give onnxruntime their share of the host's cores.
+
+Dask is optional: it is imported only here, only when a cluster is asked for. Inside QGIS only a
+running scheduler's address is accepted (no local cluster is spawned from QGIS's embedded Python).
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from . import raster_io
+from .blocks import (
+    DEFAULT_BLOCK_PX,
+    Block,
+    PartRecord,
+    assemble,
+    check_block_px,
+    compute_block,
+    open_manifest,
+    parts_folder,
+    plan_blocks,
+    run_parameters,
+)
+from .engine import SuperResolver
+from .errors import ConfigError, MlinCancelled, MlinError
+from .pipeline import CancelFn, ProgressFn, RunPlan, SuperResolveRequest, check_free_space, check_scale, estimate_bytes, plan_run
+
+log = logging.getLogger("mlin_qgis")
+
+INSTALL_HINT = "python -m pip install \"dask[distributed]\""
+POLL_S = 0.25  # how often the driver checks for a cancel while blocks run
+
+
+def import_distributed() -> Any:
+    """The ``distributed`` module, or ConfigError with the install command."""
+    try:
+        import distributed
+    except ImportError:
+        raise ConfigError("running on a cluster needs Dask distributed, which is not installed in this Python; "
+                          f"install it with {INSTALL_HINT}, or leave the cluster option empty to run here.") from None
+    return distributed
+
+
+@dataclass
+class ClusterConfig:
+    """Where and how blocks run. ``address``: ``local`` (a LocalCluster of one worker per core),
+    ``local:N`` (N worker processes x 1 thread) or a running scheduler (``tcp://HOST:PORT``)."""
+
+    address: str = "local"
+    block_px: int = DEFAULT_BLOCK_PX
+    restart: bool = False  # discard an earlier run's parts instead of resuming them
+    connect_timeout_s: float = 5.0
+    allow_local: bool = True  # False inside QGIS: never spawn worker processes from an embedded Python
+
+
+def parse_local(address: str) -> int | None:
+    """N of ``local:N`` (None for plain ``local``); ConfigError for anything else starting with local."""
+    text = address.strip().lower()
+    if text == "local":
+        return None
+    try:
+        n = int(text.split(":", 1)[1])
+    except (IndexError, ValueError):
+        n = 0
+    if n < 1:
+        raise ConfigError(f"cluster {address!r}: use local, local:N with N >= 1 worker processes, or a "
+                          "scheduler address such as tcp://10.0.0.5:8786.")
+    return n
+
+
+class ClusterSession:
+    """A Dask client for the run's lifetime: a LocalCluster it starts (and stops), or a connection to a
+    running scheduler (left running). ``with ClusterSession(config) as session: session.client``."""
+
+    def __init__(self, config: ClusterConfig) -> None:
+        self.config = config
+        self.client: Any = None
+        self.cluster: Any = None
+        self.announced = False  # the cluster line is printed once per session (a batch runs many files)
+
+    @property
+    def is_local(self) -> bool:
+        return self.config.address.strip().lower().startswith("local")
+
+    def __enter__(self) -> "ClusterSession":
+        distributed = import_distributed()
+        logging.getLogger("distributed").setLevel(logging.ERROR)
+        address = self.config.address.strip()
+        if self.is_local:
+            if not self.config.allow_local:
+                raise ConfigError("a local cluster cannot be started from here (QGIS's embedded Python); start a "
+                                  "scheduler and workers outside QGIS (dask scheduler; dask worker tcp://HOST:8786) "
+                                  "and give its address, or leave the cluster empty to run here.")
+            n = parse_local(address) or (os.cpu_count() or 1)
+            self.cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                                    dashboard_address=":0", silence_logs=logging.ERROR)
+            self.client = distributed.Client(self.cluster)
+        else:
+            if "://" not in address:
+                raise ConfigError(f"cluster {address!r} is not a scheduler address; give it as tcp://HOST:PORT "
+                                  "(dask scheduler prints it), or local / local:N.")
+            try:
+                self.client = distributed.Client(address, timeout=f"{self.config.connect_timeout_s}s")
+            except (OSError, TimeoutError, ValueError) as exc:
+                raise ConfigError(f"cannot reach the Dask scheduler at {address} within "
+                                  f"{self.config.connect_timeout_s:g} s ({type(exc).__name__}: {exc}); check that "
+                                  "`dask scheduler` runs there and the port is open, or use --cluster local.") from None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for thing in (self.client, self.cluster):
+            if thing is not None:
+                try:
+                    thing.close()
+                except Exception as err:  # closing must not hide the run's own error
+                    log.debug("closing %s: %s", thing, err)
+        self.client = self.cluster = None
+
+    def workers(self) -> dict[str, dict[str, Any]]:
+        return dict(self.client.scheduler_info().get("workers", {}))
+
+    def describe(self) -> str:
+        """'2 workers x 1 thread (local cluster), dashboard http://...' for the log line."""
+        workers = self.workers()
+        threads = sorted({int(w.get("nthreads", 1)) for w in workers.values()}) or [0]
+        hosts = len({w.get("host") for w in workers.values()})
+        where = "local cluster" if self.is_local else f"scheduler {self.config.address}, {hosts} host(s)"
+        text = f"{len(workers)} worker(s) x {'/'.join(map(str, threads))} thread(s) ({where})"
+        link = getattr(self.client, "dashboard_link", None)
+        return text + (f", dashboard {link}" if link and self._has_dashboard() else "")
+
+    def _has_dashboard(self) -> bool:
+        try:
+            import bokeh  # noqa: F401 - the dashboard exists only with bokeh installed
+        except ImportError:
+            return False
+        return True
+
+    def threads_by_host(self) -> dict[str, int]:
+        """Worker threads per host: each worker's onnxruntime gets cores // that."""
+        counts: dict[str, int] = {}
+        for w in self.workers().values():
+            counts[str(w.get("host"))] = counts.get(str(w.get("host")), 0) + int(w.get("nthreads", 1))
+        return counts
+
+
+# -- what runs on a worker ----------------------------------------------------------------------
+_engines: dict[tuple[str, str, int], SuperResolver] = {}
+
+
+def _threads_here(threads_by_host: dict[str, int], requested: int | None) -> int:
+    if requested:
+        return int(requested)
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+        host = worker.address.split("://", 1)[-1].rsplit(":", 1)[0]
+        share = threads_by_host.get(host) or int(worker.state.nthreads)
+    except (ImportError, ValueError, AttributeError):
+        share = 1
+    return max(1, (os.cpu_count() or 1) // max(1, share))
+
+
+def worker_engine(model_dir: str, device: str, threads: int) -> SuperResolver:
+    """One engine per worker process and (model, device, threads): loaded by the first block only."""
+    key = (model_dir, device, threads)
+    if key not in _engines:
+        _engines[key] = SuperResolver(model_dir, device=device, threads=threads)
+    return _engines[key]
+
+
+def run_block(plan: RunPlan, block: Block, source: str, folder: str, model_dir: str, device: str,
+              threads_by_host: dict[str, int], threads: int | None) -> PartRecord:
+    """The Dask task: open the input here, compute one block, return its part's record."""
+    engine = worker_engine(model_dir, device, _threads_here(threads_by_host, threads))
+    src = raster_io.open_raster(source)
+    return compute_block(src, plan, engine, block, Path(folder))
+
+
+# -- the driver ---------------------------------------------------------------------------------
+@dataclass
+class ClusterResult:
+    output_path: Path
+    width: int
+    height: int
+    scale_x: float
+    scale_y: float
+    blocks: int
+    reused: int
+    computed: int
+    seconds: float
+    mpx_per_s: float
+    model: str
+    workers: str
+    warnings: list[str] = field(default_factory=list)
+
+
+def superresolve_on_cluster(request: SuperResolveRequest, session: ClusterSession,
+                            progress: ProgressFn | None = None, is_cancelled: CancelFn | None = None,
+                            say: Callable[[str], None] | None = None) -> ClusterResult:
+    """Run one request's blocks on ``session``'s cluster and assemble the output.
+
+    Raises MlinError (bad input, a block that failed for a data reason: its window is named) or
+    MlinCancelled; in both cases the finished parts stay in the parts folder for a resume, and no final
+    file is written. ``say`` gets one-line reports (blocks reused, cluster, ...)."""
+    start = time.perf_counter()
+    say = say or log.info
+    config = session.config
+    check_scale(request.scale)
+    block_px = check_block_px(config.block_px)
+    if request.weights_map_path:
+        raise ConfigError("the weights map is written by the single-process path only; leave it out with a "
+                          "cluster, or run without the cluster to get it.")
+    source = str(request.input_path)
+    src = raster_io.open_raster(source)
+    plan, engine = plan_run(request, src, lambda: SuperResolver(request.model, device="cpu", threads=1))
+    blocks = plan_blocks(plan.tiles, block_px)
+    folder = parts_folder(plan.output_path)
+    parameters = run_parameters(plan, source, engine.model_dir, engine.card, block_px)
+    manifest = open_manifest(folder, parameters, len(blocks), config.restart)
+    out_h, out_w = plan.window_size
+    todo = [b for b in blocks if b.index not in manifest.parts]
+    reused = len(blocks) - len(todo)
+    parts_bytes = estimate_bytes(out_w, out_h, len(plan.bands.output_bands), plan.info.dtype.itemsize)
+    check_free_space(folder, int(parts_bytes * len(todo) / max(1, len(blocks))), "parts of the blocks still to compute")
+    say(f"blocks: {len(blocks)} of up to {block_px} px, {reused} reused from {folder}, {len(todo)} to compute")
+    if not session.announced:
+        say(f"cluster: {session.describe()}")
+        session.announced = True
+
+    def check_cancel() -> None:
+        if is_cancelled is not None and is_cancelled():
+            raise MlinCancelled(f"cancelled: {len(manifest.parts)} of {len(blocks)} blocks are finished and kept in "
+                                f"{folder}; rerun the same command to resume.")
+
+    _run_blocks(plan, todo, source, folder, engine, request, session, manifest, len(blocks), progress, check_cancel)
+    check_cancel()
+    assemble(plan, engine.card, manifest, blocks,
+             None if progress is None else (lambda f, m: progress(1.0, m)))
+    shutil.rmtree(folder, ignore_errors=True)
+    seconds = time.perf_counter() - start
+    sx, sy = plan.scale_xy
+    return ClusterResult(plan.output_path, out_w, out_h, sx, sy, len(blocks), reused, len(todo), seconds,
+                         out_w * out_h / 1e6 / max(seconds, 1e-9), f"{engine.card.name} {engine.card.version}",
+                         session.describe(), list(plan.warnings))
+
+
+def _run_blocks(plan: RunPlan, todo: list[Block], source: str, folder: Path, engine: SuperResolver,
+                request: SuperResolveRequest, session: ClusterSession, manifest: Any, total: int,
+                progress: ProgressFn | None, check_cancel: Callable[[], None]) -> None:
+    """Submit the blocks, record each finished part at once, stop everything on a failure or cancel."""
+    client = session.client
+    lean_plan = dataclasses.replace(plan, tiles=())  # each task carries only its own block's tiles
+    hosts = session.threads_by_host()
+    key = manifest.parameters["model_sha256"][:8] + manifest.parameters["input"][-16:].replace("/", "_")
+    futures = {
+        client.submit(run_block, lean_plan, block, source, str(folder), str(engine.model_dir), request.device,
+                      hosts, request.threads, key=f"mlin-block-{key}-{block.index}-{time.time_ns()}",
+                      priority=-block.index, pure=False): block
+        for block in todo}
+    pending = set(futures)
+    if progress:
+        progress(len(manifest.parts) / total, f"{len(manifest.parts)}/{total} blocks")
+    try:
+        while pending:
+            check_cancel()
+            done = {f for f in pending if f.done()}
+            if not done:
+                time.sleep(POLL_S)
+                continue
+            pending -= done
+            for future in sorted(done, key=lambda f: futures[f].index):
+                block = futures[future]
+                if future.status != "finished":
+                    error = future.exception()
+                    if isinstance(error, MlinError):
+                        raise MlinError(f"{error} The {len(manifest.parts)} finished block(s) are kept in {folder}; "
+                                        "fix the input and rerun the same command to resume.") from None
+                    raise MlinError(f"{block.describe()} failed on the cluster ({type(error).__name__}: {error}); the "
+                                    f"{len(manifest.parts)} finished block(s) are kept in {folder}, rerun to resume.")
+                manifest.parts[block.index] = future.result()
+                manifest.save()
+                if progress:
+                    progress(len(manifest.parts) / total, f"{len(manifest.parts)}/{total} blocks")
+    except KeyboardInterrupt:
+        raise MlinCancelled(f"interrupted: {len(manifest.parts)} of {total} blocks are finished and kept in {folder}; "
+                            "rerun the same command to resume.") from None
+    finally:
+        if pending:
+            client.cancel(list(pending), force=True)
