@@ -12,6 +12,7 @@ running scheduler's address is accepted (no local cluster is spawned from QGIS's
 """
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import os
@@ -183,12 +184,23 @@ def worker_engine(model_dir: str, device: str, threads: int) -> SuperResolver:
     return _engines[key]
 
 
+@dataclass(frozen=True)
+class BlockFailure:
+    """A block that failed for a reason the user can act on (returned, not raised, so that workers do
+    not log a traceback for what is a data problem; the driver turns it into an MlinError)."""
+
+    message: str
+
+
 def run_block(plan: RunPlan, block: Block, source: str, folder: str, model_dir: str, device: str,
-              threads_by_host: dict[str, int], threads: int | None) -> PartRecord:
+              threads_by_host: dict[str, int], threads: int | None) -> PartRecord | BlockFailure:
     """The Dask task: open the input here, compute one block, return its part's record."""
-    engine = worker_engine(model_dir, device, _threads_here(threads_by_host, threads))
-    src = raster_io.open_raster(source)
-    return compute_block(src, plan, engine, block, Path(folder))
+    try:
+        engine = worker_engine(model_dir, device, _threads_here(threads_by_host, threads))
+        src = raster_io.open_raster(source)
+        return compute_block(src, plan, engine, block, Path(folder))
+    except MlinError as exc:
+        return BlockFailure(str(exc))
 
 
 # -- the driver ---------------------------------------------------------------------------------
@@ -285,14 +297,17 @@ def _run_blocks(plan: RunPlan, todo: list[Block], source: str, folder: Path, eng
             pending -= done
             for future in sorted(done, key=lambda f: futures[f].index):
                 block = futures[future]
-                if future.status != "finished":
-                    error = future.exception()
-                    if isinstance(error, MlinError):
-                        raise MlinError(f"{error} The {len(manifest.parts)} finished block(s) are kept in {folder}; "
-                                        "fix the input and rerun the same command to resume.") from None
-                    raise MlinError(f"{block.describe()} failed on the cluster ({type(error).__name__}: {error}); the "
-                                    f"{len(manifest.parts)} finished block(s) are kept in {folder}, rerun to resume.")
-                manifest.parts[block.index] = future.result()
+                try:  # waits again if the result was lost with a dying worker and is being recomputed
+                    record = future.result()
+                except (Exception, asyncio.CancelledError) as error:  # e.g. KilledWorker: it killed 3 workers
+                    raise MlinError(f"{block.describe()} failed on the cluster ({type(error).__name__}: {error}); "
+                                    f"the {len(manifest.parts)} finished block(s) are kept in {folder}; rerun the "
+                                    "same command to resume (workers killed repeatedly often lack memory: "
+                                    "use a smaller --block-size).") from None
+                if isinstance(record, BlockFailure):  # a data reason (unreadable window, ...), block named
+                    raise MlinError(f"{record.message} The {len(manifest.parts)} finished block(s) are kept in "
+                                    f"{folder}; fix the input and rerun the same command to resume.")
+                manifest.parts[block.index] = record
                 manifest.save()
                 if progress:
                     progress(len(manifest.parts) / total, f"{len(manifest.parts)}/{total} blocks")
