@@ -80,6 +80,22 @@ def onnxruntime_install_text() -> str:
     )
 
 
+def distributed_available() -> bool:
+    """True when Dask distributed can be found (without importing it): the optional CLUSTER option."""
+    try:
+        return importlib.util.find_spec("distributed") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def distributed_install_text() -> str:
+    """What to install for the optional CLUSTER option (a running Dask scheduler's address)."""
+    return ("Running on a Dask cluster (the CLUSTER option) needs the Python package 'dask[distributed]' in "
+            f"QGIS's Python, and it is not installed. Run in a terminal:\n\n    "
+            f"{pip_install_command(chr(34) + 'dask[distributed]' + chr(34))}\n\nthen restart QGIS; or leave "
+            "CLUSTER empty to run here.")
+
+
 def torch_install_text(missing: str = "torch") -> str:
     """What to install for the model export (PyTorch side), which the runtime plugin never needs."""
     if missing == "torch":

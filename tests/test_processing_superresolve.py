@@ -16,7 +16,7 @@ pytest_plugins = ["qgis_fixtures"]
 
 ALG = "mlin:superresolve"
 PARAMETERS = ["INPUT", "SCALE", "MODEL", "MODEL_FILE", "BANDS", "ALL_BANDS", "DEVICE", "TILE_SIZE", "ENSEMBLE",
-              "WEIGHTS_MAP", "OUTPUT"]
+              "CLUSTER", "WEIGHTS_MAP", "OUTPUT"]
 
 
 @pytest.fixture
@@ -313,3 +313,41 @@ def test_all_bands_keeps_four_uint16_bands(mlin_provider, tiny_model: Path, tmp_
     core = tmp_path / "core.tif"
     superresolve(SuperResolveRequest(src, core, 2.0, model=tiny_model, all_bands=True))
     assert np.array_equal(ds.ReadAsArray(), gdal.Open(str(core)).ReadAsArray())
+
+
+def test_cluster_parameter_runs_on_a_running_scheduler_with_the_same_result(mlin_provider, tiny_model: Path,
+                                                                            tmp_path: Path) -> None:
+    distributed = pytest.importorskip("distributed", reason="dask[distributed] is in requirements-dev.txt")
+    from qgis.core import QgsProcessingException
+
+    data = (smooth_image(90, 110, 3, seed=4) * 255).round().astype(np.uint8)
+    inp = write_geotiff(tmp_path / "in.tif", data)
+    here = run({"INPUT": str(inp), "SCALE": 2, "MODEL_FILE": str(tiny_model / "encoder.onnx"), "TILE_SIZE": 16,
+                "OUTPUT": str(tmp_path / "here.tif")})
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
+                                  silence_logs=40) as lc:
+        there = run({"INPUT": str(inp), "SCALE": 2, "MODEL_FILE": str(tiny_model / "encoder.onnx"), "TILE_SIZE": 16,
+                     "CLUSTER": lc.scheduler_address, "OUTPUT": str(tmp_path / "cluster.tif")})
+    assert there["PROVIDER"].startswith("Dask cluster: 2 worker(s)")
+    assert (there["WIDTH"], there["HEIGHT"]) == (here["WIDTH"], here["HEIGHT"]) == (220, 180)
+    assert np.abs(read_array(tmp_path / "cluster.tif").astype(int) - read_array(tmp_path / "here.tif").astype(int)).max() <= 1
+    assert raster_info(tmp_path / "cluster.tif")["geotransform"] == raster_info(tmp_path / "here.tif")["geotransform"]
+    with pytest.raises(QgsProcessingException, match="QGIS's embedded Python"):
+        run({"INPUT": str(inp), "SCALE": 2, "MODEL_FILE": str(tiny_model / "encoder.onnx"), "CLUSTER": "local:2",
+             "OUTPUT": str(tmp_path / "local.tif")})
+    assert not (tmp_path / "local.tif").exists()
+
+
+def test_cluster_parameter_without_dask_names_the_install_command(mlin_provider, tiny_model: Path, rgb40: Path,
+                                                                  tmp_path: Path, monkeypatch) -> None:
+    import sys
+
+    from qgis.core import QgsProcessingException
+
+    monkeypatch.setitem(sys.modules, "distributed", None)  # how Python marks a module as not importable
+    with pytest.raises(QgsProcessingException, match=r"pip install .*dask\[distributed\]"):
+        run({"INPUT": str(rgb40), "SCALE": 2, "MODEL_FILE": str(tiny_model / "encoder.onnx"),
+             "CLUSTER": "tcp://127.0.0.1:8786", "OUTPUT": str(tmp_path / "out.tif")})
+    # without CLUSTER the same run works as before
+    assert Path(run({"INPUT": str(rgb40), "SCALE": 2, "MODEL_FILE": str(tiny_model / "encoder.onnx"),
+                     "OUTPUT": str(tmp_path / "out.tif")})["OUTPUT"]).exists()

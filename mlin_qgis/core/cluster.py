@@ -219,6 +219,7 @@ class ClusterResult:
     model: str
     workers: str
     warnings: list[str] = field(default_factory=list)
+    provider: str = "Dask"  # where it ran, in words (the Processing algorithm's PROVIDER output)
 
 
 def superresolve_on_cluster(request: SuperResolveRequest, session: ClusterSession,
@@ -268,7 +269,7 @@ def superresolve_on_cluster(request: SuperResolveRequest, session: ClusterSessio
     sx, sy = plan.scale_xy
     return ClusterResult(plan.output_path, out_w, out_h, sx, sy, len(blocks), reused, len(todo), seconds,
                          out_w * out_h / 1e6 / max(seconds, 1e-9), f"{engine.card.name} {engine.card.version}",
-                         session.describe(), list(plan.warnings))
+                         session.describe(), list(plan.warnings), f"Dask cluster: {session.describe()}")
 
 
 def _run_blocks(plan: RunPlan, todo: list[Block], source: str, folder: Path, engine: SuperResolver,

@@ -23,6 +23,7 @@ from qgis.core import (
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
+    QgsProcessingParameterString,
 )
 from qgis.PyQt.QtGui import QIcon
 
@@ -51,6 +52,7 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
     WEIGHTS_MAP = "WEIGHTS_MAP"
     ENSEMBLE = "ENSEMBLE"
     ALL_BANDS = "ALL_BANDS"
+    CLUSTER = "CLUSTER"
     OUTPUT = "OUTPUT"
 
     def name(self) -> str:
@@ -103,6 +105,11 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
             self.ENSEMBLE, "Best quality (8 passes, 8x the time)", defaultValue=False)
         ensemble.setFlags(ensemble.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
         self.addParameter(ensemble)
+        cluster = QgsProcessingParameterString(
+            self.CLUSTER, "Dask scheduler address (tcp://host:8786; empty = run here)", defaultValue="",
+            optional=True)
+        cluster.setFlags(cluster.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        self.addParameter(cluster)
         self.addParameter(QgsProcessingParameterRasterDestination(
             self.WEIGHTS_MAP, "Weights map (learned vs LIIF mixing)",
             optional=True, createByDefault=False))
@@ -153,6 +160,12 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
             "<p><b>Best quality</b> (ENSEMBLE, advanced): average the model's output over the 8 flips "
             "and transposes of the input; about 8 times the time of one pass, for a small gain in "
             "accuracy (measured in the model card).</p>"
+            "<p><b>Dask scheduler</b> (CLUSTER, advanced, optional): the address of a running Dask scheduler "
+            "(<tt>tcp://host:8786</tt>, started outside QGIS with <tt>dask scheduler</tt> and <tt>dask worker</tt>); "
+            "the raster is then cut into blocks computed by the cluster's workers, which must read the input "
+            "and output paths (a shared folder), and the result is the same. An interrupted run resumes its "
+            "finished blocks when run again. Empty: run here, as usual. Needs dask[distributed] in QGIS's "
+            "Python; no local cluster is started from QGIS.</p>"
             "<p><b>Weights map</b> (WEIGHTS_MAP, optional): a float raster on the output grid telling how "
             "far the model's learned mixing weights depart from LIIF's area weights (0 = identical). "
             "Useful to see where MLIN behaves differently from LIIF.</p>"
@@ -190,6 +203,15 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
             return str(entries[index].path)
         return None
 
+    @staticmethod
+    def _run_on_cluster(request: Any, address: str, progress: Any, feedback: QgsProcessingFeedback) -> Any:
+        """The blocks on a running Dask scheduler (never a local cluster from QGIS's Python)."""
+        from ..core.cluster import ClusterConfig, ClusterSession, superresolve_on_cluster
+
+        with ClusterSession(ClusterConfig(address=address, allow_local=False)) as session:
+            return superresolve_on_cluster(request, session, progress=progress, is_cancelled=feedback.isCanceled,
+                                           say=feedback.pushInfo)
+
     def processAlgorithm(  # noqa: N802 - QGIS API
         self, parameters: Dict[str, Any], context: QgsProcessingContext, feedback: Optional[QgsProcessingFeedback]
     ) -> Dict[str, Any]:
@@ -213,6 +235,9 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
         if all_bands:
             bands = None
         model = self._model(parameters, context)
+        cluster = (self.parameterAsString(parameters, self.CLUSTER, context) or "").strip()
+        if cluster and not dependencies.distributed_available():
+            raise QgsProcessingException(dependencies.distributed_install_text())
 
         from ..core import pipeline  # onnxruntime is imported lazily by the engine, never here
         from ..core.errors import MlinCancelled, MlinError
@@ -234,8 +259,13 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
                 feedback.setProgressText(message)
 
         try:
-            result = pipeline.superresolve(request, progress=progress, is_cancelled=feedback.isCanceled)
-        except MlinCancelled:
+            if cluster:
+                result = self._run_on_cluster(request, cluster, progress, feedback)
+            else:
+                result = pipeline.superresolve(request, progress=progress, is_cancelled=feedback.isCanceled)
+        except MlinCancelled as exc:
+            if cluster:
+                raise QgsProcessingException(f"Cancelled by the user; no output was written ({exc}).") from None
             raise QgsProcessingException("Cancelled by the user; no output was written.") from None
         except MlinError as exc:
             raise QgsProcessingException(str(exc)) from None
