@@ -1,4 +1,5 @@
-"""`python -m bench [--quick | --full]` prints the benchmark table; `python -m bench tune` the engine sweep.
+"""`python -m bench [--quick | --full]` prints the benchmark table; `python -m bench tune` the engine sweep;
+`python -m bench cluster` the single-process vs Dask cluster table (bench/cluster.py).
 
 Default (`make bench`): x2/x4/x8, best of 2 rounds, every installed model, and the memory check on
 MEMORY_DEFAULT; about 5 minutes on 2 idle cores. `--quick`: one round, x4 only, no memory check
@@ -56,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
         from .tune import main as tune_main
 
         return tune_main(argv[1:])
+    if argv[:1] == ["cluster"]:
+        from .cluster import main as cluster_main
+
+        return cluster_main(argv[1:])
     args = _parse(argv)
     threads = args.threads or os.cpu_count() or 1
     import torch

@@ -294,3 +294,35 @@ def test_ctrl_c_keeps_finished_parts_no_final_file_then_resumes(tiny_model: Path
     assert f"{len(kept.parts)} reused" in resumed.stderr and out.exists()
     single = superresolve(request(inp, tmp_path / "single.tif", tiny_model, scale=3))
     assert_same_raster(single.output_path, out)
+
+
+def test_scheduler_without_workers_or_with_other_versions_is_refused(cluster, monkeypatch) -> None:
+    with distributed.LocalCluster(n_workers=0, processes=True, dashboard_address=":0", silence_logs=40) as empty:
+        start = time.perf_counter()
+        with pytest.raises(ConfigError, match="has no workers"):
+            ClusterSession(ClusterConfig(address=empty.scheduler_address, connect_timeout_s=1)).__enter__()
+        assert time.perf_counter() - start < 15
+    import mlin_qgis
+
+    monkeypatch.setattr(mlin_qgis, "__version__", "0.0.0-other")  # this driver now differs from the workers
+    with pytest.raises(ConfigError, match=r"2 worker\(s\) run another mlin-qgis than this 0.0.0-other"):
+        session_for(cluster).__enter__()
+
+
+def test_automatic_block_size_spreads_a_small_raster_and_a_resume_keeps_its_layout(cluster, tiny_model: Path,
+                                                                                     tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from mlin_qgis.core.cluster import _automatic_block_px
+
+    inp = rgb_raster(tmp_path / "in.tif", 200, 260)
+    with session_for(cluster, block_px=None) as session:
+        result = superresolve_on_cluster(request(inp, tmp_path / "out.tif", tiny_model), session)
+    # 400 x 520 px out: 2048, 1024 and 512 px give one block; 256 px gives 2 x 3 >= 2 per worker thread
+    assert (result.block_px, result.blocks) == (256, 6)
+    tiles = SimpleNamespace(tiles=plan_tiles((200, 260), (400, 520), TILE, 5))
+    folder = tmp_path / "earlier.parts"
+    folder.mkdir()
+    Manifest(folder, {"block_size": 512}, 1).save()
+    assert _automatic_block_px(tiles, folder, False, 2) == 512, "a resume keeps the parts' block size"
+    assert _automatic_block_px(tiles, folder, True, 2) == 256, "--restart plans afresh"

@@ -38,6 +38,7 @@ log = logging.getLogger("mlin_qgis")
 # per-task overhead (~ms) and the part's file overhead, small enough that a 20k x 20k x2 orthophoto
 # still gives ~400 blocks to spread and that a lost block costs little to redo.
 DEFAULT_BLOCK_PX = 2048
+MIN_AUTO_BLOCK_PX = 256  # the automatic choice never goes below (a user's --block-size may, down to 64)
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
 # Parts are internal: fast lossless compression (the final output's compression is applied at assembly).

@@ -95,8 +95,9 @@ def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--cluster", default=None, metavar="local[:N]|tcp://HOST:PORT",
                        help="run blocks in parallel on Dask: local (one worker per core), local:N (N worker "
                             "processes) or a running scheduler's address; resumable (rerun to continue)")
-    group.add_argument("--block-size", type=int, default=DEFAULT_BLOCK_PX, metavar="PX",
-                       help=f"output pixels per block side, the cluster's unit of work (default {DEFAULT_BLOCK_PX})")
+    group.add_argument("--block-size", type=int, default=None, metavar="PX",
+                       help=f"output pixels per block side, the cluster's unit of work (default {DEFAULT_BLOCK_PX}, "
+                            "smaller when the raster would give fewer than two blocks per worker thread)")
     group.add_argument("--restart", action="store_true",
                        help="discard the finished blocks of an earlier interrupted run instead of resuming them")
 
@@ -176,7 +177,7 @@ def request_from_args(args: Any, input_path: Any, output_path: Any) -> SuperReso
 def cluster_config(args: Any) -> Any:
     from .cluster import ClusterConfig
 
-    return ClusterConfig(address=args.cluster, block_px=getattr(args, "block_size", None) or ClusterConfig.block_px,
+    return ClusterConfig(address=args.cluster, block_px=getattr(args, "block_size", None),
                          restart=bool(getattr(args, "restart", False)))
 
 

@@ -25,7 +25,9 @@ from typing import Any, Callable
 from . import raster_io
 from .blocks import (
     DEFAULT_BLOCK_PX,
+    MIN_AUTO_BLOCK_PX,
     Block,
+    Manifest,
     PartRecord,
     assemble,
     check_block_px,
@@ -61,7 +63,9 @@ class ClusterConfig:
     ``local:N`` (N worker processes x 1 thread) or a running scheduler (``tcp://HOST:PORT``)."""
 
     address: str = "local"
-    block_px: int = DEFAULT_BLOCK_PX
+    # None: DEFAULT_BLOCK_PX, halved (not below MIN_AUTO_BLOCK_PX) until every worker thread has two
+    # blocks, so a raster smaller than a few blocks still spreads; a resume keeps its parts' block size.
+    block_px: int | None = None
     restart: bool = False  # discard an earlier run's parts instead of resuming them
     connect_timeout_s: float = 5.0
     allow_local: bool = True  # False inside QGIS: never spawn worker processes from an embedded Python
@@ -97,6 +101,39 @@ class ClusterSession:
         return self.config.address.strip().lower().startswith("local")
 
     def __enter__(self) -> "ClusterSession":
+        try:
+            self._start()
+            self._check_workers()
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def _check_workers(self) -> None:
+        """At least one worker, and every worker runs this mlin-qgis version (a clear error now beats a
+        deserialisation traceback from the first task)."""
+        from mlin_qgis import __version__
+
+        try:
+            self.client.wait_for_workers(1, timeout=self.config.connect_timeout_s)
+        except (OSError, TimeoutError):
+            raise ConfigError(f"the Dask scheduler at {self.config.address} has no workers (waited "
+                              f"{self.config.connect_timeout_s:g} s); start some with `dask worker "
+                              f"{self.config.address}` on each machine.") from None
+        try:
+            versions = self.client.run(worker_versions)
+        except Exception as exc:  # a worker that cannot import mlin_qgis cannot even load the probe
+            raise ConfigError(f"the cluster's workers cannot run mlin-qgis ({type(exc).__name__}: {exc}); install "
+                              f"mlin-qgis {__version__} with onnxruntime and GDAL in the workers' Python (e.g. pip "
+                              "install -e '.[cluster]' from this checkout), or start them with PYTHONPATH set to "
+                              "the folder that holds mlin_qgis.") from None
+        wrong = {addr: v for addr, v in versions.items() if v != __version__}
+        if wrong:
+            listed = ", ".join(f"{addr}: {v}" for addr, v in sorted(wrong.items()))
+            raise ConfigError(f"{len(wrong)} worker(s) run another mlin-qgis than this {__version__} ({listed}); "
+                              "install the same version on every worker so that blocks match.")
+
+    def _start(self) -> None:
         distributed = import_distributed()
         logging.getLogger("distributed").setLevel(logging.ERROR)
         address = self.config.address.strip()
@@ -119,7 +156,6 @@ class ClusterSession:
                 raise ConfigError(f"cannot reach the Dask scheduler at {address} within "
                                   f"{self.config.connect_timeout_s:g} s ({type(exc).__name__}: {exc}); check that "
                                   "`dask scheduler` runs there and the port is open, or use --cluster local.") from None
-        return self
 
     def __exit__(self, *exc: object) -> None:
         for thing in (self.client, self.cluster):
@@ -150,6 +186,9 @@ class ClusterSession:
             return False
         return True
 
+    def total_threads(self) -> int:
+        return sum(int(w.get("nthreads", 1)) for w in self.workers().values())
+
     def threads_by_host(self) -> dict[str, int]:
         """Worker threads per host: each worker's onnxruntime gets cores // that."""
         counts: dict[str, int] = {}
@@ -159,6 +198,18 @@ class ClusterSession:
 
 
 # -- what runs on a worker ----------------------------------------------------------------------
+def worker_versions() -> str:
+    """mlin-qgis's version on a worker, or what it lacks to run blocks."""
+    from mlin_qgis import __version__
+
+    try:
+        import onnxruntime  # noqa: F401
+        from osgeo import gdal  # noqa: F401
+    except ImportError as exc:
+        return f"{__version__} without {exc.name}"
+    return __version__
+
+
 _engines: dict[tuple[str, str, int], SuperResolver] = {}
 
 
@@ -220,6 +271,8 @@ class ClusterResult:
     workers: str
     warnings: list[str] = field(default_factory=list)
     provider: str = "Dask"  # where it ran, in words (the Processing algorithm's PROVIDER output)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds: plan, blocks, assemble
+    block_px: int = 0
 
 
 def superresolve_on_cluster(request: SuperResolveRequest, session: ClusterSession,
@@ -234,15 +287,16 @@ def superresolve_on_cluster(request: SuperResolveRequest, session: ClusterSessio
     say = say or log.info
     config = session.config
     check_scale(request.scale)
-    block_px = check_block_px(config.block_px)
+    chosen_px = None if config.block_px is None else check_block_px(config.block_px)
     if request.weights_map_path:
         raise ConfigError("the weights map is written by the single-process path only; leave it out with a "
                           "cluster, or run without the cluster to get it.")
     source = str(request.input_path)
     src = raster_io.open_raster(source)
     plan, engine = plan_run(request, src, lambda: SuperResolver(request.model, device="cpu", threads=1))
-    blocks = plan_blocks(plan.tiles, block_px)
     folder = parts_folder(plan.output_path)
+    block_px = chosen_px or _automatic_block_px(plan, folder, config.restart, session.total_threads())
+    blocks = plan_blocks(plan.tiles, block_px)
     parameters = run_parameters(plan, source, engine.model_dir, engine.card, block_px)
     manifest = open_manifest(folder, parameters, len(blocks), config.restart)
     out_h, out_w = plan.window_size
@@ -260,16 +314,29 @@ def superresolve_on_cluster(request: SuperResolveRequest, session: ClusterSessio
             raise MlinCancelled(f"cancelled: {len(manifest.parts)} of {len(blocks)} blocks are finished and kept in "
                                 f"{folder}; rerun the same command to resume.")
 
+    planned = time.perf_counter()
     _run_blocks(plan, todo, source, folder, engine, request, session, manifest, len(blocks), progress, check_cancel)
     check_cancel()
+    computed = time.perf_counter()
     assemble(plan, engine.card, manifest, blocks,
              None if progress is None else (lambda f, m: progress(1.0, m)))
     shutil.rmtree(folder, ignore_errors=True)
     seconds = time.perf_counter() - start
+    timings = {"plan": planned - start, "blocks": computed - planned, "assemble": start + seconds - computed}
     sx, sy = plan.scale_xy
     return ClusterResult(plan.output_path, out_w, out_h, sx, sy, len(blocks), reused, len(todo), seconds,
                          out_w * out_h / 1e6 / max(seconds, 1e-9), f"{engine.card.name} {engine.card.version}",
-                         session.describe(), list(plan.warnings), f"Dask cluster: {session.describe()}")
+                         session.describe(), list(plan.warnings), f"Dask cluster: {session.describe()}", timings, block_px)
+
+
+def _automatic_block_px(plan: RunPlan, folder: Path, restart: bool, threads: int) -> int:
+    earlier = None if restart else Manifest.load(folder)
+    if earlier is not None and earlier.parameters.get("block_size"):
+        return int(earlier.parameters["block_size"])  # resume the earlier layout, whatever the cluster now
+    block_px = DEFAULT_BLOCK_PX
+    while block_px > MIN_AUTO_BLOCK_PX and len(plan_blocks(plan.tiles, block_px)) < 2 * max(1, threads):
+        block_px //= 2
+    return block_px
 
 
 def _run_blocks(plan: RunPlan, todo: list[Block], source: str, folder: Path, engine: SuperResolver,
