@@ -42,6 +42,13 @@ def write_raster(path: Path, size: int) -> Path:
     return path
 
 
+def _peak_rss_mib() -> float:
+    """A worker process's peak resident memory (VmHWM), for the table."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench cluster", description=__doc__.splitlines()[0])
     p.add_argument("--size", type=int, default=2000, help="raster side in px (default 2000)")
@@ -78,8 +85,10 @@ def main(argv: list[str] | None = None) -> int:
                 t = time.perf_counter()
                 result = superresolve_on_cluster(SuperResolveRequest(src, out, args.scale, model=args.model), session)
                 wall = time.perf_counter() - t
+                peaks = session.client.run(_peak_rss_mib)
             diff = int(np.abs(gdal.Open(str(out)).ReadAsArray().astype(np.int16) - reference).max())
             timing = ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items())
+            timing += f"; worker peak RSS {max(peaks.values()):.0f} MiB"
             rows.append((f"cluster, {workers} worker(s) x {threads} thread(s), {result.blocks} blocks of "
                          f"{result.block_px} px", wall,
                          result.width * result.height, f"{startup:.1f}", f"{timing}; max |diff| {diff} DN"))

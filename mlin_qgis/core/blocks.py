@@ -90,15 +90,14 @@ def check_block_px(value: object) -> int:
 
 
 def _group_spans(spans: list[tuple[int, int]], block_px: int) -> list[list[tuple[int, int]]]:
-    """Consecutive tile spans of one axis, gathered while their output extent stays <= block_px
-    (a single tile larger than a block is a block of its own)."""
-    groups: list[list[tuple[int, int]]] = []
-    for span in spans:
-        if groups and span[1] - groups[-1][0][0] <= block_px:
-            groups[-1].append(span)
-        else:
-            groups.append([span])
-    return groups
+    """Consecutive tile spans of one axis, ``round(block_px / typical span)`` (at least 1) per group.
+
+    Counting tiles rather than pixels keeps blocks regular: a tile's output span varies by a pixel
+    (ownership rounding), which must not split a 2 x 2-tile block into a 1 x 1 one."""
+    sizes = sorted(b - a for a, b in spans)
+    typical = sizes[len(sizes) // 2] if sizes else 1
+    per = max(1, int(round(block_px / max(1, typical))))
+    return [spans[i:i + per] for i in range(0, len(spans), per)]
 
 
 def plan_blocks(tiles: Sequence[Tile], block_px: int = DEFAULT_BLOCK_PX) -> list[Block]:
