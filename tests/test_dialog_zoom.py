@@ -230,3 +230,114 @@ def test_every_band_box_asks_for_all_bands(dialog: Any) -> None:
     assert dialog._request("in.tif", "out.tif").all_bands is False
     dialog.all_bands_check.setChecked(True)
     assert dialog._request("in.tif", "out.tif").all_bands is True
+
+
+def _canvas_dialog(layer: Any, extent: Any) -> tuple:
+    from qgis.core import QgsCoordinateReferenceSystem
+    from qgis.gui import QgsMapCanvas
+
+    from mlin_qgis.gui.zoom_dialog import ZoomDialog
+
+    canvas = QgsMapCanvas()
+    canvas.resize(200, 200)
+    canvas.setDestinationCrs(QgsCoordinateReferenceSystem("EPSG:32633"))
+    canvas.setExtent(extent)
+    dlg = ZoomDialog(iface=CanvasIface(canvas, layer))
+    dlg.model_combo.setCurrentIndex(dlg.model_combo.findText("tiny-test"))
+    return dlg, canvas
+
+
+def test_area_from_the_map_view_and_from_a_drawn_rectangle(qgis_app: Any, tiny_models_dir: Path, project: Any,
+                                                           layer: Any, tmp_path: Path) -> None:
+    from qgis.core import QgsRectangle
+    from qgis.gui import QgsMapToolExtent
+
+    from mlin_qgis.core.pipeline import SuperResolveRequest, superresolve
+
+    x0, y0 = UTM33N_GT[0], UTM33N_GT[3]
+    view = QgsRectangle(x0 + 3.1, y0 - 12.2, x0 + 9.3, y0 - 4.4)
+    dlg, canvas = _canvas_dialog(layer, view)
+    try:
+        assert [dlg.area_combo.itemText(i) for i in range(3)] == ["Whole layer", "Current map view",
+                                                                   "Rectangle drawn on the map"]
+        assert dlg.area(layer) is None and not dlg.draw_button.isVisible()
+        dlg.area_combo.setCurrentIndex(dlg.area_combo.findData("view"))
+        got = dlg.area(layer)
+        assert got is not None and got == canvas.extent()  # the canvas may widen the view to its aspect
+        dlg.update_estimate()
+        whole_text = "Output 100 × 100 px"
+        assert whole_text not in dlg.estimate_label.text(), "the estimate is the area's, not the layer's"
+        out = tmp_path / "view.tif"
+        dlg.output_widget.setFilePath(str(out))
+        dlg.set_scale(2.5)
+        assert dlg.start_run() is not None
+        assert wait_until(lambda: dlg.task is None), "the run task did not finish"
+        assert out.exists(), dlg.status_label.text()
+        area = canvas.extent()
+        core = superresolve(SuperResolveRequest(layer.source(), tmp_path / "core.tif", 2.5, model=dlg.model_path(),
+                                                extent=(area.xMinimum(), area.yMinimum(), area.xMaximum(),
+                                                        area.yMaximum())))
+        from osgeo import gdal
+
+        a, b = gdal.Open(str(out)), gdal.Open(str(core.output_path))
+        assert a.GetGeoTransform() == b.GetGeoTransform() and a.RasterXSize < 100
+        assert np.array_equal(a.ReadAsArray(), b.ReadAsArray())
+
+        # a rectangle dragged on the canvas with QGIS's extent tool (its signal is what a drag emits)
+        dlg.area_combo.setCurrentIndex(dlg.area_combo.findData("drawn"))
+        assert not dlg.draw_button.isHidden()
+        dlg.start_drawing()
+        assert isinstance(canvas.mapTool(), QgsMapToolExtent)
+        drawn = QgsRectangle(x0 + 1, y0 - 6, x0 + 5, y0 - 2)
+        canvas.mapTool().extentChanged.emit(drawn)
+        assert dlg.area(layer) == drawn and canvas.mapTool() is None, "the tool is released after the drag"
+    finally:
+        dlg.shutdown()
+        dlg.deleteLater()
+
+
+def test_a_layer_that_is_not_a_file_runs_through_the_dialog(qgis_app: Any, tiny_models_dir: Path, project: Any,
+                                                            layer: Any, tmp_path: Path) -> None:
+    from qgis.core import QgsRasterDataProvider, QgsRasterLayer
+
+    params = QgsRasterDataProvider.VirtualRasterParameters()
+    params.crs, params.extent, params.width, params.height = layer.crs(), layer.extent(), layer.width(), layer.height()
+    params.formula = '"f@2" * 1.0'
+    entry = QgsRasterDataProvider.VirtualRasterInputLayers()
+    entry.name, entry.uri, entry.provider = "f", layer.source(), "gdal"
+    params.rInputLayers = [entry]
+    virtual = QgsRasterLayer(QgsRasterDataProvider.encodeVirtualRasterProviderUri(params), "Virtual", "virtualraster")
+    assert virtual.isValid()
+    project.addMapLayer(virtual)
+    import tempfile
+
+    from mlin_qgis.gui.zoom_dialog import ZoomDialog
+
+    before = set(Path(tempfile.gettempdir()).glob("mlin-layer-*"))
+    dlg = ZoomDialog(iface=None)
+    try:
+        dlg.model_combo.setCurrentIndex(dlg.model_combo.findText("tiny-test"))
+        dlg.layer_combo.setLayer(virtual)
+        dlg.update_estimate()
+        assert "read through QGIS" in dlg.estimate_label.text() and dlg.run_button.isEnabled()
+        out = tmp_path / "virtual.tif"
+        dlg.output_widget.setFilePath(str(out))
+        dlg.set_scale(2.0)
+        assert dlg.start_run() is not None
+        assert wait_until(lambda: dlg.task is None), "the run task did not finish"
+        assert dlg.status_label.text().startswith("Done: 80 × 80 px"), dlg.status_label.text()
+        added = project.mapLayersByName("Virtual ×2 (MLIN)")
+        assert len(added) == 1 and added[0].isValid() and added[0].bandCount() == 1
+        assert set(Path(tempfile.gettempdir()).glob("mlin-layer-*")) == before, "the temporary copy is removed"
+    finally:
+        dlg.shutdown()
+        dlg.deleteLater()
+
+
+def test_cuda_is_greyed_out_where_onnxruntime_cannot_run_it(dialog: Any) -> None:
+    from mlin_qgis.core.engine import cuda_offered
+
+    item = dialog.device_combo.model().item(dialog.device_combo.findText("cuda"))
+    assert item.isEnabled() == cuda_offered()
+    if not cuda_offered():
+        assert "onnxruntime-gpu" in item.toolTip()

@@ -15,8 +15,8 @@ from conftest import UTM33N_GT, smooth_image, write_geotiff
 pytest_plugins = ["qgis_fixtures"]
 
 ALG = "mlin:superresolve"
-PARAMETERS = ["INPUT", "SCALE", "MODEL", "MODEL_FILE", "BANDS", "ALL_BANDS", "DEVICE", "TILE_SIZE", "ENSEMBLE",
-              "CLUSTER", "WEIGHTS_MAP", "OUTPUT"]
+PARAMETERS = ["INPUT", "EXTENT", "SCALE", "MODEL", "MODEL_FILE", "BANDS", "ALL_BANDS", "DEVICE", "TILE_SIZE",
+              "ENSEMBLE", "RESOLUTION", "CLUSTER", "WEIGHTS_MAP", "OUTPUT"]
 
 
 @pytest.fixture

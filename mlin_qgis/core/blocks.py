@@ -307,12 +307,7 @@ def compute_block(src: gdal.Dataset, plan: RunPlan, engine: SuperResolver, block
     try:
         dst = raster_io.create_gtiff(tmp, cols, rows, len(plan.bands.output_bands), plan.info.dtype, _part_options(plan))
         if plan.per_dataset_mask:
-            previous = gdal.GetThreadLocalConfigOption("GDAL_TIFF_INTERNAL_MASK", None)
-            gdal.SetThreadLocalConfigOption("GDAL_TIFF_INTERNAL_MASK", "YES")
-            try:
-                dst.CreateMaskBand(gdal.GMF_PER_DATASET)
-            finally:
-                gdal.SetThreadLocalConfigOption("GDAL_TIFF_INTERNAL_MASK", previous)
+            raster_io.create_internal_mask(dst)
         writer = TileWriter(plan, dst, None, origin=(block.rows[0], block.cols[0]))
         for tile in block.tiles:
             if check_cancel is not None:

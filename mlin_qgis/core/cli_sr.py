@@ -190,27 +190,44 @@ def run_cluster(args: Any) -> int:
     from .cluster import ClusterSession, superresolve_on_cluster
 
     request = request_from_args(args, args.input, args.output)
-    try:
+
+    def work() -> Any:
         with CancelOnSigint("block") as cancel, ClusterSession(cluster_config(args)) as session:
-            result = superresolve_on_cluster(request, session, progress=ProgressBar(), is_cancelled=cancel, say=say)
+            return superresolve_on_cluster(request, session, progress=ProgressBar(), is_cancelled=cancel, say=say)
+
+    result, code = guarded(work, "interrupted; the finished blocks are kept: rerun the same command to resume.")
+    if result is None:
+        return code
+    report(result, [("cluster", result.workers),
+                    ("blocks", f"{result.blocks} ({result.reused} reused, {result.computed} computed)")])
+    return EXIT_OK
+
+
+def guarded(work: Any, interrupted: str) -> tuple[Any, int]:
+    """(work(), EXIT_OK), or (None, exit code) after saying why it stopped."""
+    try:
+        return work(), EXIT_OK
     except MlinCancelled as exc:
         say(str(exc))
-        return EXIT_CANCELLED
+        return None, EXIT_CANCELLED
     except KeyboardInterrupt:
-        say("interrupted; the finished blocks are kept: rerun the same command to resume.")
-        return EXIT_CANCELLED
+        say(interrupted)
+        return None, EXIT_CANCELLED
     except MlinError as exc:
         say(f"error: {exc}")
-        return EXIT_BAD_INPUT
+        return None, EXIT_BAD_INPUT
+
+
+def report(result: Any, lines: list[tuple[str, str]]) -> None:
+    """Warnings to stderr; model, the given lines, output and time to stdout."""
     for warning in result.warnings:
         say(f"warning: {warning}")
     print(f"model:    {result.model}")
-    print(f"cluster:  {result.workers}")
-    print(f"blocks:   {result.blocks} ({result.reused} reused, {result.computed} computed)")
+    for name, value in lines:
+        print(f"{name + ':':<10}{value}")
     print(f"output:   {result.output_path} ({result.width} x {result.height} px, "
           f"scale x{result.scale_x:.4g} / y{result.scale_y:.4g})")
     print(f"time:     {result.seconds:.2f} s ({result.mpx_per_s:.3f} Mpx/s)")
-    return EXIT_OK
 
 
 def run(args: Any) -> int:
@@ -226,27 +243,15 @@ def run(args: Any) -> int:
         say(f"estimate: about {est.seconds:.3g} s (from {est.basis})")
     except MlinError:
         pass  # the run itself reports what is wrong, with its full message
-    try:
+    def work() -> Any:
         with CancelOnSigint("tile") as cancel:
-            result = superresolve(request, progress=ProgressBar(), is_cancelled=cancel)
-    except MlinCancelled as exc:
-        say(str(exc))
-        return EXIT_CANCELLED
-    except KeyboardInterrupt:
-        say("interrupted; the partial output was removed.")
-        return EXIT_CANCELLED
-    except MlinError as exc:
-        say(f"error: {exc}")
-        return EXIT_BAD_INPUT
-    for warning in result.warnings:
-        say(f"warning: {warning}")
-    print(f"model:    {result.model}")
-    print(f"provider: {result.provider}")
-    print(f"output:   {result.output_path} ({result.width} x {result.height} px, "
-          f"scale x{result.scale_x:.4g} / y{result.scale_y:.4g})")
-    if result.weights_map_path:
-        print(f"weights:  {result.weights_map_path}")
-    print(f"time:     {result.seconds:.2f} s ({result.mpx_per_s:.3f} Mpx/s)")
+            return superresolve(request, progress=ProgressBar(), is_cancelled=cancel)
+
+    result, code = guarded(work, "interrupted; the partial output was removed.")
+    if result is None:
+        return code
+    report(result, [("provider", result.provider)]
+           + ([("weights", str(result.weights_map_path))] if result.weights_map_path else []))
     return EXIT_OK
 
 

@@ -312,13 +312,7 @@ def _prepare_output(path: Path, info: RasterInfo, plan: BandPlan, size: tuple[in
         if info.units[src - 1]:
             band.SetUnitType(info.units[src - 1])
     if per_dataset_mask:
-        # internal mask (GDAL < 3.9 defaults to a side-car .msk); thread-local, so nothing global changes
-        previous = gdal.GetThreadLocalConfigOption("GDAL_TIFF_INTERNAL_MASK", None)
-        gdal.SetThreadLocalConfigOption("GDAL_TIFF_INTERNAL_MASK", "YES")
-        try:
-            ds.CreateMaskBand(gdal.GMF_PER_DATASET)
-        finally:
-            gdal.SetThreadLocalConfigOption("GDAL_TIFF_INTERNAL_MASK", previous)
+        raster_io.create_internal_mask(ds)
     return ds
 
 
@@ -701,7 +695,8 @@ def measured_throughput(model_dir: Path, provider: str) -> float | None:
 
 def estimate(input_path: str | os.PathLike, scale: float, model: str | os.PathLike | None = None,
              bands: Sequence[int] | None = None, all_bands: bool = False, ensemble: int = 1,
-             device: str = "auto", tile_size: int | None = None, threads: int | None = None) -> Estimate:
+             device: str = "auto", tile_size: int | None = None, threads: int | None = None,
+             extent: Sequence[float] | None = None, extent_crs: str | None = None) -> Estimate:
     """Output size, bytes on disk (see COMPRESSION_FACTOR) and seconds, without running the job.
 
     Seconds come from the last real run in this process with the same model and provider when there
@@ -715,7 +710,14 @@ def estimate(input_path: str | os.PathLike, scale: float, model: str | os.PathLi
     ds = raster_io.open_raster(input_path)
     info = raster_io.describe(ds, input_path)
     plan = raster_io.plan_bands(info, bands, all_bands)
-    out_h, out_w = output_size((info.height, info.width), scale)
+    grid_h, grid_w = output_size((info.height, info.width), scale)
+    lr_window = extent_window(info, extent, extent_crs)
+    if lr_window is None:
+        out_h, out_w = grid_h, grid_w
+    else:  # an area of interest: its part of the output grid (the halo's extra reads are ignored)
+        rows = out_range(info.height, grid_h, lr_window[0], lr_window[1])
+        cols = out_range(info.width, grid_w, lr_window[2], lr_window[3])
+        out_h, out_w = rows[1] - rows[0], cols[1] - cols[0]
     size = estimate_bytes(out_w, out_h, len(plan.output_bands), info.dtype.itemsize)
     out_mpx = out_w * out_h / 1e6
     groups = len(plan.groups)
@@ -731,8 +733,10 @@ def estimate(input_path: str | os.PathLike, scale: float, model: str | os.PathLi
         return Estimate(out_w, out_h, size, out_mpx * groups * passes / last,
                         f"the last run in this session ({last:.3g} Mpx/s)")
     halo = halo_for(ModelCard.from_onnx(model_dir / DECODER_FILE).receptive_field)
-    tiles = plan_tiles((info.height, info.width), (out_h, out_w),
+    tiles = plan_tiles((info.height, info.width), (grid_h, grid_w),
                        check_tile_size(tile_size) or _default_tile(rate.provider, scale), halo)
+    if lr_window is not None:
+        tiles = clip_tiles(tiles, rows, cols)
     lr_read = sum(t.rows.read_size * t.cols.read_size for t in tiles)
     seconds = groups * rate.seconds(lr_read, out_w * out_h, passes)
     return Estimate(out_w, out_h, size, seconds,

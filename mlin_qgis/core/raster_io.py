@@ -295,6 +295,17 @@ def create_gtiff(path: str | os.PathLike, width: int, height: int, band_count: i
     return ds
 
 
+def create_internal_mask(ds: gdal.Dataset) -> None:
+    """A per-dataset mask band inside the GeoTIFF (GDAL < 3.9 defaults to a side-car .msk); the
+    option is set thread-locally, so nothing global changes."""
+    previous = gdal.GetThreadLocalConfigOption("GDAL_TIFF_INTERNAL_MASK", None)
+    gdal.SetThreadLocalConfigOption("GDAL_TIFF_INTERNAL_MASK", "YES")
+    try:
+        ds.CreateMaskBand(gdal.GMF_PER_DATASET)
+    finally:
+        gdal.SetThreadLocalConfigOption("GDAL_TIFF_INTERNAL_MASK", previous)
+
+
 def write_window(ds: gdal.Dataset, data: np.ndarray, xoff: int, yoff: int) -> None:
     """Write (bands, ysize, xsize) at (xoff, yoff) to all bands at once (pixel-interleaved files are
     then written block by block without read-modify-write of other bands)."""

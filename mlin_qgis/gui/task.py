@@ -24,7 +24,9 @@ class SuperResolveTask(QgsTask):
     done = pyqtSignal(bool, str)
 
     def __init__(self, request: Any, layer_name: str, project: Optional[QgsProject] = None,
-                 add_to_project: bool = True, description: str = "") -> None:
+                 add_to_project: bool = True, description: str = "", read_layer: Optional[tuple] = None) -> None:
+        """``read_layer``: (layer clone, area or None, resolution or None) of a layer that is not a file,
+        read into a temporary GeoTIFF at the start of :meth:`run` (see layer_source.py)."""
         super().__init__(description or f"MLIN super-resolution ×{request.scale:g}", QgsTask.CanCancel)
         self.request = request
         self.layer_name = layer_name
@@ -34,6 +36,7 @@ class SuperResolveTask(QgsTask):
         self.error: Optional[str] = None
         self.cancelled_by_user = False
         self.layer: Optional[QgsRasterLayer] = None
+        self.read_layer = read_layer
 
     def _progress(self, fraction: float, text: str = "") -> None:
         self.setProgress(100.0 * max(0.0, min(1.0, float(fraction))))
@@ -48,7 +51,15 @@ class SuperResolveTask(QgsTask):
         if not dependencies.onnxruntime_available():
             self.error = dependencies.onnxruntime_install_text()
             return False
+        source = None
         try:
+            if self.read_layer is not None:
+                from ..layer_source import layer_source
+
+                layer, area, resolution = self.read_layer
+                self.message.emit(f"Reading layer '{layer.name()}' through QGIS…")
+                source = layer_source(layer, area, resolution)
+                self.request.input_path, self.request.extent = source.path, source.extent
             self.result = pipeline.superresolve(self.request, progress=self._progress, is_cancelled=self.isCanceled)
             return True
         except MlinCancelled:
@@ -61,6 +72,9 @@ class SuperResolveTask(QgsTask):
             self.error = "Unexpected error (please report it):\n" + traceback.format_exc()
             QgsMessageLog.logMessage(self.error, dependencies.MESSAGE_TAG, Qgis.Critical)
             return False
+        finally:
+            if source is not None:
+                source.cleanup()
 
     def finished(self, ok: bool) -> None:  # noqa: D401 - QGIS API
         """Main thread: load the result, or report why there is none."""

@@ -27,8 +27,9 @@ from qgis.core import (
     QgsProcessingUtils,
     QgsProject,
     QgsRasterLayer,
+    QgsRectangle,
 )
-from qgis.gui import QgsFileWidget, QgsMapLayerComboBox
+from qgis.gui import QgsFileWidget, QgsMapLayerComboBox, QgsMapToolExtent
 from qgis.PyQt.QtCore import QSize, Qt, QTimer
 from qgis.PyQt.QtGui import QColor, QImage, QPixmap
 from qgis.PyQt.QtWidgets import (
@@ -50,6 +51,7 @@ from qgis.PyQt.QtWidgets import (
 )
 
 from .. import dependencies
+from ..layer_source import is_web_layer
 from ..qgis_common import (
     DEVICES,
     FALLBACK_MAX_SCALE,
@@ -120,6 +122,13 @@ def render_layer(layer: QgsRasterLayer, size: QSize) -> QImage:
     return job.renderedImage()
 
 
+AREAS = (("Whole layer", "whole"), ("Current map view", "view"), ("Rectangle drawn on the map", "drawn"))
+
+
+def _rect_tuple(rect: QgsRectangle) -> Tuple[float, float, float, float]:
+    return (rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum())
+
+
 class ZoomDialog(QDialog):
     """Super-resolve the chosen raster layer by a chosen zoom; results are added to the project."""
 
@@ -141,8 +150,11 @@ class ZoomDialog(QDialog):
         self._estimate_timer.setSingleShot(True)
         self._estimate_timer.setInterval(120)  # do not open the raster on every slider tick
         self._estimate_timer.timeout.connect(self.update_estimate)
+        self.drawn_area: Optional[QgsRectangle] = None  # in the canvas CRS
+        self.map_tool: Optional[Any] = None
         self._on_model_changed()
         self.select_active_layer()
+        self._area_changed()
         self.update_estimate()
 
     # -- construction ---------------------------------------------------------------------------------
@@ -153,6 +165,19 @@ class ZoomDialog(QDialog):
         self.layer_combo.layerChanged.connect(self._settings_changed)
         form.addRow("Raster layer", self.layer_combo)
 
+        self.area_combo = QComboBox(self)
+        self.area_combo.setObjectName("areaCombo")
+        for label, key in AREAS:
+            self.area_combo.addItem(label, key)
+        self.area_combo.currentIndexChanged.connect(self._area_changed)
+        self.draw_button = QPushButton("Draw on map", self)
+        self.draw_button.setToolTip("Drag a rectangle on the map canvas: only that area is super-resolved")
+        self.draw_button.clicked.connect(self.start_drawing)
+        area_row = QHBoxLayout()
+        area_row.addWidget(self.area_combo, 1)
+        area_row.addWidget(self.draw_button)
+        form.addRow("Area", area_row)
+
         self.model_combo = QComboBox(self)
         for entry in shipped_models():
             self.model_combo.addItem(entry.name, str(entry.path))
@@ -162,6 +187,7 @@ class ZoomDialog(QDialog):
         self.model_combo.currentIndexChanged.connect(self._on_model_changed)
         self.device_combo = QComboBox(self)
         self.device_combo.addItems(list(DEVICES))
+        self._offer_only_runnable_devices()
         model_row = QHBoxLayout()
         model_row.addWidget(self.model_combo, 1)
         model_row.addWidget(QLabel("Device"))
@@ -251,6 +277,79 @@ class ZoomDialog(QDialog):
         if not dependencies.onnxruntime_available():
             self.status_label.setText(dependencies.onnxruntime_install_text())
 
+    def _offer_only_runnable_devices(self) -> None:
+        """Grey out cuda when the installed onnxruntime cannot run it (and say why)."""
+        from ..core.engine import cuda_offered
+
+        if dependencies.onnxruntime_available() and cuda_offered():
+            return
+        item = self.device_combo.model().item(DEVICES.index("cuda"))
+        if item is not None:
+            item.setEnabled(False)
+            item.setToolTip("This onnxruntime has no CUDA support (install onnxruntime-gpu for an NVIDIA GPU).")
+
+    # -- the area of interest -------------------------------------------------------------------------
+    def area_kind(self) -> str:
+        return str(self.area_combo.currentData())
+
+    def _canvas(self) -> Optional[Any]:
+        return self.iface.mapCanvas() if self.iface is not None else None
+
+    def _area_changed(self, *args: Any) -> None:
+        """Map-view and drawn areas need a map canvas; the Draw button goes with the drawn choice."""
+        has_canvas = self._canvas() is not None
+        for key in ("view", "drawn"):
+            item = self.area_combo.model().item(self.area_combo.findData(key))
+            if item is not None:
+                item.setEnabled(has_canvas)
+        self.draw_button.setVisible(self.area_kind() == "drawn")
+        self._settings_changed()
+
+    def start_drawing(self) -> None:
+        """Let the user drag a rectangle on the map canvas (QGIS's own extent tool)."""
+        canvas = self._canvas()
+        if canvas is None:
+            return
+        self.map_tool = QgsMapToolExtent(canvas)
+        self.map_tool.extentChanged.connect(self.set_drawn_area)
+        canvas.setMapTool(self.map_tool)
+        self.status_label.setText("Drag a rectangle on the map for the area to super-resolve.")
+
+    def set_drawn_area(self, rect: QgsRectangle) -> None:
+        """The rectangle drawn on the canvas (canvas CRS) becomes the area; the map tool is released."""
+        if rect is None or rect.isEmpty():
+            return
+        self.drawn_area = QgsRectangle(rect)
+        self.area_combo.setCurrentIndex(self.area_combo.findData("drawn"))
+        canvas = self._canvas()
+        if canvas is not None and self.map_tool is not None and canvas.mapTool() is self.map_tool:
+            canvas.unsetMapTool(self.map_tool)
+        self.status_label.setText("")
+        self._settings_changed()
+
+    def area(self, layer: QgsRasterLayer) -> Optional[QgsRectangle]:
+        """The chosen area in the layer's CRS (None: the whole layer)."""
+        kind, canvas = self.area_kind(), self._canvas()
+        if kind == "whole" or canvas is None:
+            return None
+        rect = canvas.extent() if kind == "view" else self.drawn_area
+        if rect is None or rect.isEmpty():
+            return None
+        canvas_crs = canvas.mapSettings().destinationCrs()
+        if canvas_crs.isValid() and layer.crs().isValid() and canvas_crs != layer.crs():
+            rect = QgsCoordinateTransform(canvas_crs, layer.crs(), self.project).transformBoundingBox(rect)
+        return QgsRectangle(rect)
+
+    def read_resolution(self, layer: QgsRasterLayer) -> Optional[float]:
+        """Web layers are read at the map's current scale (canvas map units per pixel, when the canvas
+        shows the layer's CRS); other layers at their own resolution."""
+        canvas = self._canvas()
+        if not is_web_layer(layer) or canvas is None:
+            return None
+        if canvas.mapSettings().destinationCrs() != layer.crs():
+            return None
+        return float(canvas.mapUnitsPerPixel()) or None
+
     # -- state --------------------------------------------------------------------------------------
     def current_card(self) -> Optional[Any]:
         entries = shipped_models()
@@ -326,14 +425,21 @@ class ZoomDialog(QDialog):
             self.estimate_label.setText("Choose a raster layer.")
             self.run_button.setEnabled(False)
             return
+        area = self.area(layer)
         if path is None:
-            self.estimate_label.setText(f"Layer '{layer.name()}' is not a file-based raster; save it as "
-                                        "GeoTIFF first.")
-            self.run_button.setEnabled(False)
+            if is_web_layer(layer) and area is None:
+                self.estimate_label.setText(f"Layer '{layer.name()}' is a web map: choose the map view or draw "
+                                            "a rectangle as the area.")
+                self.run_button.setEnabled(False)
+                return
+            self.estimate_label.setText(f"Layer '{layer.name()}' ({layer.providerType()}) is read through QGIS "
+                                        "into a temporary GeoTIFF when the run starts; no preview.")
+            self.run_button.setEnabled(self.task is None and self.model_path() is not None)
             return
         try:
             est = pipeline.estimate(path, self.scale(), self.model_path(), ensemble=self.ensemble(),
-                                    all_bands=self.all_bands_check.isChecked())
+                                    all_bands=self.all_bands_check.isChecked(),
+                                    extent=None if area is None else _rect_tuple(area))
         except MlinError as exc:
             self.estimate_label.setText(str(exc))
             self.run_button.setEnabled(False)
@@ -357,8 +463,9 @@ class ZoomDialog(QDialog):
             return chosen if chosen.lower().endswith((".tif", ".tiff")) else chosen + ".tif"
         safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", layer_name).strip("_") or "raster"
         name = f"{safe}_x{self.scale():g}_mlin"
-        folder = Path(input_path).parent if input_path else None
-        if folder is not None and folder.is_dir() and os.access(folder, os.W_OK):
+        # next to the input; for layers that are not files, the project's folder, else the home folder
+        folder = Path(input_path).parent if input_path else Path(self.project.homePath() or Path.home())
+        if folder.is_dir() and os.access(folder, os.W_OK):
             return str(unique_path(folder, name, ".tif"))
         return QgsProcessingUtils.generateTempFilename(f"{name}.tif")
 
@@ -366,20 +473,32 @@ class ZoomDialog(QDialog):
         """8 when the best-quality box is ticked, else 1."""
         return 8 if self.ensemble_check.isChecked() else 1
 
-    def _request(self, input_path: str, output_path: str) -> Any:
+    def _request(self, input_path: str, output_path: str, extent: Optional[Tuple[float, ...]] = None) -> Any:
         from ..core.pipeline import SuperResolveRequest
 
         return SuperResolveRequest(input_path=input_path, output_path=output_path, scale=self.scale(),
                                    model=self.model_path(), device=self.device_combo.currentText(),
-                                   ensemble=self.ensemble(), all_bands=self.all_bands_check.isChecked())
+                                   ensemble=self.ensemble(), all_bands=self.all_bands_check.isChecked(),
+                                   extent=extent)
 
     def start_run(self) -> Optional[SuperResolveTask]:
-        """Queue the full run as a QgsTask; the result layer is added to the project when it ends."""
+        """Queue the full run as a QgsTask; the result layer is added to the project when it ends.
+        A layer that is not a file is read (a clone of it, in the task) into a temporary GeoTIFF first."""
         layer, path = self.layer(), self.input_path()
-        if layer is None or path is None or self.task is not None:
+        if layer is None or self.task is not None:
             return None
-        request = self._request(path, self.output_path(layer.name(), path))
-        self.task = SuperResolveTask(request, output_layer_name(layer.name(), self.scale()), self.project)
+        area = self.area(layer)
+        if path is None:
+            if is_web_layer(layer) and area is None:
+                return None
+            request = self._request("", self.output_path(layer.name(), None))
+            read = (layer.clone(), area, self.read_resolution(layer))
+        else:
+            request = self._request(path, self.output_path(layer.name(), path),
+                                    None if area is None else _rect_tuple(area))
+            read = None
+        self.task = SuperResolveTask(request, output_layer_name(layer.name(), self.scale()), self.project,
+                                     read_layer=read)
         self.task.progressChanged.connect(lambda p: self.progress.setValue(int(p)))
         self.task.message.connect(self._task_message)
         self.task.done.connect(self._run_done)
@@ -442,6 +561,8 @@ class ZoomDialog(QDialog):
 
         layer, path = self.layer(), self.input_path()
         if layer is None or path is None or self.preview_task is not None or self.model_path() is None:
+            if layer is not None and path is None:
+                self.preview_info.setText("No preview for layers that are not files; the run reads them.")
             return None
         window = preview_window(layer.width(), layer.height(), self.preview_centre(layer), self.scale())
         self._clear_preview_files()

@@ -19,6 +19,7 @@ from qgis.core import (
     QgsProcessingParameterBoolean,
     QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
+    QgsProcessingParameterExtent,
     QgsProcessingParameterFile,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
@@ -28,13 +29,13 @@ from qgis.core import (
 from qgis.PyQt.QtGui import QIcon
 
 from .. import dependencies
+from ..layer_source import layer_source
 from ..qgis_common import (
     DEVICES,
     MIN_SCALE,
     icon,
     max_scale,
     output_layer_name,
-    raster_file_path,
     shipped_models,
 )
 
@@ -53,6 +54,8 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
     ENSEMBLE = "ENSEMBLE"
     ALL_BANDS = "ALL_BANDS"
     CLUSTER = "CLUSTER"
+    EXTENT = "EXTENT"
+    RESOLUTION = "RESOLUTION"
     OUTPUT = "OUTPUT"
 
     def name(self) -> str:
@@ -80,6 +83,8 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
     def initAlgorithm(self, config: Optional[Dict[str, Any]] = None) -> None:  # noqa: N802 - QGIS API
         entries = shipped_models()
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Input raster"))
+        self.addParameter(QgsProcessingParameterExtent(
+            self.EXTENT, "Area of interest (empty = whole layer)", optional=True))
         self.addParameter(QgsProcessingParameterNumber(
             self.SCALE, "Scale factor (e.g. 2.5)", QgsProcessingParameterNumber.Double,
             defaultValue=2.0, minValue=MIN_SCALE, maxValue=max_scale(entries)))
@@ -105,6 +110,11 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
             self.ENSEMBLE, "Best quality (8 passes, 8x the time)", defaultValue=False)
         ensemble.setFlags(ensemble.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
         self.addParameter(ensemble)
+        resolution = QgsProcessingParameterNumber(
+            self.RESOLUTION, "Read resolution of web/virtual layers (map units per pixel, 0 = native)",
+            QgsProcessingParameterNumber.Double, defaultValue=0.0, minValue=0.0, optional=True)
+        resolution.setFlags(resolution.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        self.addParameter(resolution)
         cluster = QgsProcessingParameterString(
             self.CLUSTER, "Dask scheduler address (tcp://host:8786; empty = run here)", defaultValue="",
             optional=True)
@@ -133,10 +143,17 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
             "meta-weights; or LIIF: area weights) run by onnxruntime. The output covers the same extent "
             "with smaller pixels, keeps the CRS and the data type, and is written as GeoTIFF. Large "
             "rasters are processed in tiles with a halo, so tiles leave no seams.</p>"
-            "<p><b>Input raster</b> (INPUT): a file-based raster GDAL can read (GeoTIFF, PNG, JPEG, VRT, "
-            "GeoPackage…), Byte, (U)Int16, (U)Int32 or Float. Byte values map to the model as value/255; "
+            "<p><b>Input raster</b> (INPUT): any raster layer: a file GDAL reads (GeoTIFF, PNG, JPEG, VRT, "
+            "GeoPackage…) is read directly; other layers (virtual rasters, WMS/WMTS, XYZ tiles) are first read "
+            "through QGIS for the area of interest into a temporary GeoTIFF (web layers need an area). "
+            "Byte, (U)Int16, (U)Int32 or Float. Byte values map to the model as value/255; "
             "other types are stretched per band (2nd–98th percentile of the valid pixels) and mapped "
             "back, so the output has the input's data type. Nodata, masks and alpha are kept.</p>"
+            "<p><b>Area of interest</b> (EXTENT, optional): only this part of the layer is super-resolved, "
+            "in any CRS; it is snapped outward to input pixels, the model still sees the pixels around it, "
+            "so the result equals the same window of a whole-layer run; the output is georeferenced to it.</p>"
+            "<p><b>Read resolution</b> (RESOLUTION, advanced): map units per input pixel when a web or "
+            "virtual layer is read; 0 = the layer's own (for web layers their finest zoom level).</p>"
             "<p><b>Scale factor</b> (SCALE): output pixels per input pixel along each axis, e.g. 2.5. "
             "It must be above 1 and at most the model's hard limit; beyond its trained range quality "
             "drops gradually.</p>"
@@ -219,11 +236,6 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         if layer is None:
             raise QgsProcessingException(self.invalidRasterError(parameters, self.INPUT))
-        input_path = raster_file_path(layer)
-        if not input_path:
-            raise QgsProcessingException(
-                f"Layer '{layer.name()}' is not a file-based raster (provider {layer.providerType()}); "
-                "save it as GeoTIFF first (Raster ▸ Conversion ▸ Translate), then super-resolve the file.")
         scale = self.parameterAsDouble(parameters, self.SCALE, context)
         bands = self.parameterAsInts(parameters, self.BANDS, context) or None
         device = DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)]
@@ -239,17 +251,42 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
         if cluster and not dependencies.distributed_available():
             raise QgsProcessingException(dependencies.distributed_install_text())
 
-        from ..core import pipeline  # onnxruntime is imported lazily by the engine, never here
         from ..core.errors import MlinCancelled, MlinError
 
         if not dependencies.onnxruntime_available():
             raise QgsProcessingException(dependencies.onnxruntime_install_text())
+        area = None
+        if parameters.get(self.EXTENT) not in (None, ""):
+            area = self.parameterAsExtent(parameters, self.EXTENT, context, layer.crs())
+        resolution = self.parameterAsDouble(parameters, self.RESOLUTION, context) or None
+        try:
+            source = layer_source(layer, area, resolution, feedback)
+        except MlinCancelled:
+            raise QgsProcessingException("Cancelled by the user; no output was written.") from None
+        except MlinError as exc:
+            raise QgsProcessingException(str(exc)) from None
+        try:
+            return self._run(layer, source, output, weights_map, scale, model, bands, all_bands, tile_size, device,
+                             ensemble, cluster, context, feedback)
+        finally:
+            source.cleanup()
 
+    def _run(self, layer: Any, source: Any, output: str, weights_map: Optional[str], scale: float, model: Optional[str],
+             bands: Optional[List[int]], all_bands: bool, tile_size: Optional[int], device: str, ensemble: int,
+             cluster: str, context: QgsProcessingContext, feedback: QgsProcessingFeedback) -> Dict[str, Any]:
+        from ..core import pipeline
+        from ..core.errors import MlinCancelled, MlinError
+
+        if cluster and source.temporary is not None:
+            raise QgsProcessingException(
+                f"Layer '{layer.name()}' is read into a temporary file on this computer, which the cluster's "
+                "workers cannot see; save it as a GeoTIFF in a shared folder first, or leave CLUSTER empty.")
         request = pipeline.SuperResolveRequest(
-            input_path=input_path, output_path=output, scale=scale, model=model, bands=bands,
+            input_path=source.path, output_path=output, scale=scale, model=model, bands=bands,
             tile_size=tile_size, device=device, weights_map_path=weights_map, ensemble=ensemble,
-            all_bands=all_bands)
-        feedback.pushInfo(f"Input: {input_path} ({layer.width()} × {layer.height()} px, {layer.bandCount()} bands)")
+            all_bands=all_bands, extent=source.extent)
+        feedback.pushInfo(f"Input: {source.description} ({layer.bandCount()} bands)"
+                          + (" — area {:.6g}, {:.6g} – {:.6g}, {:.6g}".format(*source.extent) if source.extent else ""))
         feedback.pushInfo(f"Model: {model or 'default'}; scale ×{scale:g}; device {device}"
                           + ("; ensemble of 8 passes (about 8x the time of one)" if ensemble > 1 else ""))
 
