@@ -19,6 +19,7 @@ from typing import Any, Optional, Tuple
 from qgis.core import (
     QgsCoordinateTransformContext,
     QgsProject,
+    QgsRasterBlockFeedback,
     QgsRasterDataProvider,
     QgsRasterFileWriter,
     QgsRasterLayer,
@@ -127,10 +128,16 @@ def layer_source(layer: QgsRasterLayer, extent: Optional[QgsRectangle] = None, r
         shutil.rmtree(folder, ignore_errors=True)
         raise MlinError(f"layer '{layer.name()}' cannot be read through its provider ({layer.providerType()}).")
     context = QgsProject.instance().transformContext() if QgsProject.instance() else QgsCoordinateTransformContext()
-    error = writer.writeRaster(pipe, cols, rows, grown, layer.crs(), context, feedback)
+    block_feedback = QgsRasterBlockFeedback()  # what the writer takes; the caller's cancel and progress follow it
+    if feedback is not None:
+        feedback.canceled.connect(block_feedback.cancel)
+        block_feedback.progressChanged.connect(feedback.setProgress)
+        if feedback.isCanceled():
+            block_feedback.cancel()
+    error = writer.writeRaster(pipe, cols, rows, grown, layer.crs(), context, block_feedback)
     if error != QgsRasterFileWriter.NoError or not target.exists():
         shutil.rmtree(folder, ignore_errors=True)
-        if feedback is not None and feedback.isCanceled():
+        if block_feedback.isCanceled():
             from .core.errors import MlinCancelled
 
             raise MlinCancelled("cancelled while reading the layer; nothing was written.")

@@ -98,7 +98,9 @@ def test_virtual_raster_layer_is_read_through_its_provider(mlin_provider, tiny_m
         # the same values as a file: band 1 of the GeoTIFF as float64, run by the core directly
         from mlin_qgis.core.pipeline import SuperResolveRequest, superresolve
 
-        band1 = gdal.Open(str(rgb)).GetRasterBand(1).ReadAsArray().astype(np.float64)
+        ds = gdal.Open(str(rgb))  # keep the dataset alive while its band is read
+        band1 = ds.GetRasterBand(1).ReadAsArray().astype(np.float64)
+        ds = None
         as_file = write_geotiff(tmp_path / "band1.tif", band1)
         core = superresolve(SuperResolveRequest(as_file, tmp_path / "core.tif", 2, model=tiny_model))
         out, gt = read(Path(result["OUTPUT"]))

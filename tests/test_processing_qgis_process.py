@@ -114,3 +114,24 @@ def test_batch_script_super_resolves_a_folder(build: Path, tiny_model: Path, tmp
     bad = subprocess.run(["bash", str(REPO / "scripts" / "batch.sh"), str(tmp_path / "none"), str(dst), "2"],
                          capture_output=True, text=True, timeout=60, env=env())
     assert bad.returncode == 2 and "does not exist" in bad.stderr
+
+
+def test_qgis_process_extent_cuts_the_same_window_as_the_whole_run(build: Path, tiny_model: Path, rgb40: Path,
+                                                                   tmp_path: Path) -> None:
+    from osgeo import gdal
+
+    whole, part = tmp_path / "whole.tif", tmp_path / "part.tif"
+    model = f"MODEL_FILE={tiny_model / 'encoder.onnx'}"
+    assert qgis_process(build, "run", "mlin:superresolve", "--", f"INPUT={rgb40}", "SCALE=2", model,
+                        f"OUTPUT={whole}").returncode == 0
+    x0, y0 = UTM33N_GT[0], UTM33N_GT[3]
+    extent = f"EXTENT={x0 + 4.2},{x0 + 12.1},{y0 - 15.3},{y0 - 6.6} [EPSG:32633]"  # xmin,xmax,ymin,ymax
+    proc = qgis_process(build, "--json", "run", "mlin:superresolve", "--", f"INPUT={rgb40}", "SCALE=2", model,
+                        extent, f"OUTPUT={part}")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    a, b = gdal.Open(str(whole)), gdal.Open(str(part))
+    gw, gp = a.GetGeoTransform(), b.GetGeoTransform()
+    c0, r0 = int(round((gp[0] - gw[0]) / gw[1])), int(round((gp[3] - gw[3]) / gw[5]))
+    assert (c0, r0) == (16, 26) and (b.RasterXSize, b.RasterYSize) == (34, 36)  # snapped to input pixels
+    cut = a.ReadAsArray()[:, r0:r0 + b.RasterYSize, c0:c0 + b.RasterXSize].astype(int)
+    assert np.abs(b.ReadAsArray().astype(int) - cut).max() <= 2

@@ -28,7 +28,7 @@ from . import raster_io
 from .card import ModelCard
 from .engine import SuperResolver
 from .errors import MlinCancelled, MlinError, RasterError
-from .models import DECODER_FILE, ENCODER_FILE
+from .models import DECODER_FILE, DECODER_INT8_FILE, ENCODER_FILE
 from .pipeline import AtomicOutputs, RunPlan, TileWriter, compute_tile
 from .tiling import Tile
 
@@ -124,10 +124,10 @@ def plan_blocks(tiles: Sequence[Tile], block_px: int = DEFAULT_BLOCK_PX) -> list
 _model_hashes: dict[tuple[str, int, int], str] = {}
 
 
-def model_hash(model_dir: Path) -> str:
-    """SHA-256 of the encoder and decoder files (cached per file size and mtime)."""
+def model_hash(model_dir: Path, precision: str = "fp32") -> str:
+    """SHA-256 of the encoder and decoder files that run (cached per file size and mtime)."""
     digest = hashlib.sha256()
-    for name in (ENCODER_FILE, DECODER_FILE):
+    for name in (ENCODER_FILE, DECODER_INT8_FILE if precision == "int8" else DECODER_FILE):
         path = model_dir / name
         st = path.stat()
         key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
@@ -154,7 +154,8 @@ def _input_stamp(source: str) -> list[int] | None:
     return [st.st_size, st.st_mtime_ns]
 
 
-def run_parameters(plan: RunPlan, source: str, model_dir: Path, card: ModelCard, block_px: int) -> dict[str, Any]:
+def run_parameters(plan: RunPlan, source: str, model_dir: Path, card: ModelCard, block_px: int,
+                   precision: str = "fp32") -> dict[str, Any]:
     """What the parts depend on; a resume must match all of it. (Output compression, COG, device and
     threads are left out: they change the final file's encoding or the speed, not the parts' pixels.)"""
     return {
@@ -168,8 +169,9 @@ def run_parameters(plan: RunPlan, source: str, model_dir: Path, card: ModelCard,
         "tile_size": plan.tile_size,
         "block_size": block_px,
         "ensemble": plan.ensemble,
+        "precision": precision,
         "model": f"{card.name} {card.version}",
-        "model_sha256": model_hash(model_dir),
+        "model_sha256": model_hash(model_dir, precision),
     }
 
 
@@ -178,7 +180,7 @@ _PARAMETER_WORDS = {
     "input": "input", "input_stamp": "input file (size/modification time)", "input_size": "input size",
     "scale": "scale (--scale)", "bands": "bands (--bands/--all-bands)", "alpha": "alpha band",
     "window": "area (--extent)", "tile_size": "tile size (--tile-size)", "block_size": "block size (--block-size)",
-    "ensemble": "ensemble (--ensemble)", "model": "model (--model)", "model_sha256": "model files",
+    "ensemble": "ensemble (--ensemble)", "precision": "precision (--precision)", "model": "model (--model)", "model_sha256": "model files",
 }
 
 

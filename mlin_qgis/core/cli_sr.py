@@ -74,6 +74,9 @@ def add_options(parser: argparse.ArgumentParser) -> None:
                         "(default 256 on CPU, 512 on CUDA, smaller at large scales)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads (default: all cores)")
+    parser.add_argument("--precision", choices=["fp32", "int8"], default="fp32",
+                        help="int8: the model's quantised decoder (decoder.int8.onnx, made by `mlin quantize`); "
+                             "faster on some CPUs, at a measured quality cost (docs/PERFORMANCE.md); default fp32")
     parser.add_argument("--ensemble", type=int, choices=[1, 8], default=1,
                         help="8: average the 8 flips/transposes of the input (best quality, 8x the time; "
                              "see the model card for the measured gain); default 1")
@@ -171,7 +174,8 @@ def request_from_args(args: Any, input_path: Any, output_path: Any) -> SuperReso
         weights_map_path=getattr(args, "weights_map", None), cog=bool(getattr(args, "cog", False)),
         all_bands=bool(getattr(args, "all_bands", False)), threads=getattr(args, "threads", None),
         ensemble=int(getattr(args, "ensemble", 1) or 1), compression=getattr(args, "compress", "DEFLATE"),
-        extent=getattr(args, "extent", None), extent_crs=getattr(args, "extent_crs", None))
+        extent=getattr(args, "extent", None), extent_crs=getattr(args, "extent_crs", None),
+        precision=getattr(args, "precision", "fp32") or "fp32")
 
 
 def cluster_config(args: Any) -> Any:

@@ -17,6 +17,7 @@ import dataclasses
 import logging
 import os
 import shutil
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -210,7 +211,7 @@ def worker_versions() -> str:
     return __version__
 
 
-_engines: dict[tuple[str, str, int], SuperResolver] = {}
+_engines: dict[tuple[str, str, int, str], SuperResolver] = {}
 
 
 def _threads_here(threads_by_host: dict[str, int], requested: int | None) -> int:
@@ -227,12 +228,17 @@ def _threads_here(threads_by_host: dict[str, int], requested: int | None) -> int
     return max(1, (os.cpu_count() or 1) // max(1, share))
 
 
-def worker_engine(model_dir: str, device: str, threads: int) -> SuperResolver:
-    """One engine per worker process and (model, device, threads): loaded by the first block only."""
-    key = (model_dir, device, threads)
-    if key not in _engines:
-        _engines[key] = SuperResolver(model_dir, device=device, threads=threads)
-    return _engines[key]
+_engines_lock = threading.Lock()
+
+
+def worker_engine(model_dir: str, device: str, threads: int, precision: str = "fp32") -> SuperResolver:
+    """One engine per worker process and (model, device, threads, precision): loaded by the first block
+    only (a lock, so two threads of one worker do not both load it)."""
+    key = (model_dir, device, threads, precision)
+    with _engines_lock:
+        if key not in _engines:
+            _engines[key] = SuperResolver(model_dir, device=device, threads=threads, precision=precision)
+        return _engines[key]
 
 
 @dataclass(frozen=True)
@@ -244,10 +250,10 @@ class BlockFailure:
 
 
 def run_block(plan: RunPlan, block: Block, source: str, folder: str, model_dir: str, device: str,
-              threads_by_host: dict[str, int], threads: int | None) -> PartRecord | BlockFailure:
+              threads_by_host: dict[str, int], threads: int | None, precision: str = "fp32") -> PartRecord | BlockFailure:
     """The Dask task: open the input here, compute one block, return its part's record."""
     try:
-        engine = worker_engine(model_dir, device, _threads_here(threads_by_host, threads))
+        engine = worker_engine(model_dir, device, _threads_here(threads_by_host, threads), precision)
         src = raster_io.open_raster(source)
         return compute_block(src, plan, engine, block, Path(folder))
     except MlinError as exc:
@@ -293,11 +299,12 @@ def superresolve_on_cluster(request: SuperResolveRequest, session: ClusterSessio
                           "cluster, or run without the cluster to get it.")
     source = str(request.input_path)
     src = raster_io.open_raster(source)
-    plan, engine = plan_run(request, src, lambda: SuperResolver(request.model, device="cpu", threads=1))
+    plan, engine = plan_run(request, src, lambda: SuperResolver(request.model, device="cpu", threads=1,
+                                                                precision=request.precision))
     folder = parts_folder(plan.output_path)
     block_px = chosen_px or _automatic_block_px(plan, folder, config.restart, session.total_threads())
     blocks = plan_blocks(plan.tiles, block_px)
-    parameters = run_parameters(plan, source, engine.model_dir, engine.card, block_px)
+    parameters = run_parameters(plan, source, engine.model_dir, engine.card, block_px, request.precision)
     manifest = open_manifest(folder, parameters, len(blocks), config.restart)
     out_h, out_w = plan.window_size
     todo = [b for b in blocks if b.index not in manifest.parts]
@@ -349,7 +356,7 @@ def _run_blocks(plan: RunPlan, todo: list[Block], source: str, folder: Path, eng
     key = manifest.parameters["model_sha256"][:8] + manifest.parameters["input"][-16:].replace("/", "_")
     futures = {
         client.submit(run_block, lean_plan, block, source, str(folder), str(engine.model_dir), request.device,
-                      hosts, request.threads, key=f"mlin-block-{key}-{block.index}-{time.time_ns()}",
+                      hosts, request.threads, request.precision, key=f"mlin-block-{key}-{block.index}-{time.time_ns()}",
                       priority=-block.index, pure=False): block
         for block in todo}
     pending = set(futures)

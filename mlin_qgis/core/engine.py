@@ -18,7 +18,7 @@ import numpy as np
 from .card import ModelCard, _short
 from .devices import DEVICES
 from .errors import MlinError
-from .models import DECODER_FILE, ENCODER_FILE, resolve_model
+from .models import DECODER_FILE, DECODER_INT8_FILE, ENCODER_FILE, PRECISIONS, resolve_model
 from .tiling import halo_for, plan_tiles, query_coords
 
 log = logging.getLogger("mlin_qgis")
@@ -61,21 +61,29 @@ class EngineConfig:
     device: str = "auto"
     threads: int | None = None
     chunk: int | None = None
+    precision: str = "fp32"  # int8: the model's decoder.int8.onnx (see docs/PERFORMANCE.md for its cost)
 
 
 class SuperResolver:
     """An mlin/LIIF model ready to run: ``.provider``, ``.card``, ``.halo`` and ``.upscale``."""
 
     def __init__(self, model_path: str | os.PathLike | None = None, device: str = "auto",
-                 threads: int | None = None, chunk: int | None = None) -> None:
+                 threads: int | None = None, chunk: int | None = None, precision: str = "fp32") -> None:
         self.config = EngineConfig(device=str(device).lower(), threads=threads,
-                                   chunk=None if chunk is None else int(chunk))
+                                   chunk=None if chunk is None else int(chunk), precision=str(precision).lower())
         if self.config.device not in DEVICES:
             raise MlinError(f"unknown device {device!r}; use one of {', '.join(DEVICES)}.")
+        if self.config.precision not in PRECISIONS:
+            raise MlinError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}.")
         if self.config.chunk is not None and self.config.chunk < 1:
             raise MlinError(f"chunk must be >= 1, got {chunk}.")
         self.model_dir: Path = resolve_model(model_path)
         encoder_path, decoder_path = self.model_dir / ENCODER_FILE, self.model_dir / DECODER_FILE
+        if self.config.precision == "int8":
+            decoder_path = self.model_dir / DECODER_INT8_FILE
+            if not decoder_path.is_file():
+                raise MlinError(f"model {self.model_dir.name} has no int8 decoder ({DECODER_INT8_FILE}); make it "
+                                f"with `mlin quantize --model {self.model_dir}`, or use precision fp32.")
         self._encoder, self._decoder, self.provider = self._make_sessions(encoder_path, decoder_path)
         if self.config.chunk is None:
             self.config.chunk = DEFAULT_CHUNK if self.provider == CUDA else CPU_CHUNK

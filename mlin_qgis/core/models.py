@@ -17,6 +17,9 @@ from .errors import MlinError
 DEFAULT_MODEL = "mlin-robust-ucmerced"
 ENCODER_FILE = "encoder.onnx"
 DECODER_FILE = "decoder.onnx"
+# Optional third file: the decoder with its hidden layers quantised to int8 (`mlin quantize`).
+DECODER_INT8_FILE = "decoder.int8.onnx"
+PRECISIONS = ("fp32", "int8")
 ENV_MODELS_DIR = "MLIN_MODELS_DIR"
 
 

@@ -81,6 +81,7 @@ class SuperResolveRequest:
     # snapped outward to input pixels; the halo is read from outside it where the raster has pixels.
     extent: Sequence[float] | None = None
     extent_crs: str | None = None
+    precision: str = "fp32"  # int8: the model's quantised decoder (opt-in; its measured cost is in the docs)
 
 
 @dataclass
@@ -614,7 +615,8 @@ def superresolve(request: SuperResolveRequest, progress: ProgressFn | None = Non
     check_scale(request.scale)
     src = raster_io.open_raster(request.input_path)
     plan, engine = plan_run(request, src, lambda: SuperResolver(request.model, device=request.device,
-                                                                threads=request.threads))
+                                                                threads=request.threads,
+                                                                precision=request.precision))
     info, (out_h, out_w) = plan.info, plan.window_size
     log.info("%s: %d x %d -> %d x %d px (x%.4g / x%.4g), %d tile(s) of %d LR px, halo %d, bands %s, ensemble %d",
              plan.input_path.name, info.width, info.height, out_w, out_h, *plan.scale_xy, len(plan.tiles),

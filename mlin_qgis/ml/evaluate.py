@@ -131,9 +131,12 @@ class OnnxMethod:
 
     def __init__(self, folder: str | os.PathLike, threads: int | None = None, ensemble: int = 1) -> None:
         from mlin_qgis.core.engine import SuperResolver
+        from mlin_qgis.core.models import DECODER_INT8_FILE
 
-        self.folder = Path(folder)
-        self.engine = SuperResolver(self.folder, device="cpu", threads=threads)
+        path = Path(folder)
+        precision = "int8" if path.name == DECODER_INT8_FILE else "fp32"  # FOLDER/decoder.int8.onnx: int8
+        self.folder = path.parent if path.is_file() else path
+        self.engine = SuperResolver(self.folder, device="cpu", threads=threads, precision=precision)
         self.ensemble = ensemble
 
     def super_resolve(self, lr: torch.Tensor, out_size: tuple[int, int], chunk: int = 65536) -> torch.Tensor:
@@ -143,7 +146,11 @@ class OnnxMethod:
 
 
 def _is_onnx_folder(item: Any) -> bool:
-    return isinstance(item, (str, os.PathLike)) and (Path(item) / "encoder.onnx").is_file()
+    """A model folder, or its int8 decoder file (FOLDER/decoder.int8.onnx evaluates --precision int8)."""
+    if not isinstance(item, (str, os.PathLike)):
+        return False
+    path = Path(item)
+    return (path / "encoder.onnx").is_file() or (path.name == "decoder.int8.onnx" and path.is_file())
 
 
 def _load_methods(checkpoints: Mapping[str, Any], ensemble: int = 1) -> dict[str, Any]:
@@ -413,7 +420,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="*", help="the action's files and names (see above)")
     parser.add_argument("--checkpoint", action="append", default=None, metavar="[NAME=]CKPT",
                         help="checkpoint (.pth) or exported model folder (encoder.onnx + decoder.onnx) to evaluate "
-                             "(repeatable); NAME defaults to the file or folder name")
+                             "(repeatable; FOLDER/decoder.int8.onnx: its int8 decoder); NAME defaults to the file or folder name")
     parser.add_argument("--data", default=None, help="folder of images (flat or <class>/ subfolders)")
     parser.add_argument("--scales", default=",".join(scale_key(s) for s in defaults.scales),
                         help="comma-separated scales > 1, e.g. 2,2.5,3,4 (default %(default)s)")
