@@ -95,6 +95,12 @@ def main(argv: list[str] | None = None) -> int:
         lines = ["## mlin-qgis bench", ""] + ["- " + h for h in table.header(
             image, models, scales, repeat, threads, peak, note, cuda_name)] + [""]
         lines += table.format_table(results, scales, peak.best, focus)
+        if not args.quick:
+            from . import precision
+
+            default = next((m for m in models if (m.onnx_dir / "decoder.int8.onnx").is_file()), models[0])
+            log("  int8 vs fp32 ...")
+            lines += [""] + precision.measure(default.onnx_dir, image.hr, scales, repeat, threads)
         plan = _memory_plan(args)
         if plan is not None:
             lines += [""] + memory_section(plan, image, models[0], Path(tmp), log)

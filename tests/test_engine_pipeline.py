@@ -521,3 +521,20 @@ def test_cancel_mid_tile_stops_before_the_tiles_remaining_chunks(tiny_model: Pat
     assert len(progress) == 1 + 1  # the start, then chunk 1's progress; chunk 2 was the last decoder call
     assert 0 < progress[-1] < 1 and calls["n"] == 3
     assert not out.exists() and not [p for p in tmp_path.iterdir() if "partial" in p.name]
+
+
+def test_flushing_each_tile_row_writes_the_same_bytes(tiny_model, make_raster, tmp_path, monkeypatch) -> None:
+    """The per-row flush that keeps memory flat must not change a single byte of the output."""
+    from mlin_qgis.core import pipeline as pl
+
+    data = np.rint(smooth_image(70, 90) * 255).astype(np.uint8)
+    data[:, 10:20, 30:50] = 0
+    inp = make_raster(data, nodata=0)
+    files = {}
+    for flush in (True, False):
+        monkeypatch.setattr(pl, "FLUSH_EACH_TILE_ROW", flush)
+        out = tmp_path / f"out_{flush}.tif"
+        result = pl.superresolve(pl.SuperResolveRequest(inp, out, 2.5, model=tiny_model, tile_size=16, threads=1))
+        assert result.tiles > 8
+        files[flush] = out.read_bytes()
+    assert files[True] == files[False]

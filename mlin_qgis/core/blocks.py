@@ -29,7 +29,7 @@ from .card import ModelCard
 from .engine import SuperResolver
 from .errors import MlinCancelled, MlinError, RasterError
 from .models import DECODER_FILE, DECODER_INT8_FILE, ENCODER_FILE
-from .pipeline import AtomicOutputs, RunPlan, TileWriter, compute_tile
+from .pipeline import AtomicOutputs, RowBands, RunPlan, TileWriter, compute_tile, write_mask
 from .tiling import Tile
 
 log = logging.getLogger("mlin_qgis")
@@ -311,10 +311,13 @@ def compute_block(src: gdal.Dataset, plan: RunPlan, engine: SuperResolver, block
         if plan.per_dataset_mask:
             raster_io.create_internal_mask(dst)
         writer = TileWriter(plan, dst, None, origin=(block.rows[0], block.cols[0]))
-        for tile in block.tiles:
+        for k, tile in enumerate(block.tiles):
             if check_cancel is not None:
                 check_cancel()
+            if k and tile.rows.out_start != block.tiles[k - 1].rows.out_start:
+                writer.end_row(tile.rows.out_start)
             writer.write(compute_tile(src, plan, engine, tile))
+        writer.finish()
         del writer  # the last reference to the dataset must go for GDAL to really close the file
         raster_io.close(dst)
         dst = None
@@ -353,8 +356,18 @@ def assemble(plan: RunPlan, card: ModelCard, manifest: Manifest, blocks: Sequenc
     rerun recomputes just that block."""
     with AtomicOutputs(plan, card) as outputs:
         assert outputs.dst is not None
-        mask_band = outputs.dst.GetRasterBand(1).GetMaskBand() if plan.per_dataset_mask else None
+        # whole rows of GeoTIFF blocks, each written once and flushed (flat memory, as in the single path);
+        # the lambdas look the dataset up on ``outputs``, so no reference outlives commit's close
+        width = outputs.dst.RasterXSize
+        values = RowBands(lambda a, y: raster_io.write_window(outputs.dst, a, 0, y), outputs.dst.RasterCount, width,
+                          plan.info.dtype.numpy_dtype)
+        mask_rows = RowBands(lambda a, y: write_mask(outputs.dst, a[0], 0, y), 1, width, np.dtype(np.uint8)) \
+            if plan.per_dataset_mask else None
         for k, block in enumerate(blocks):
+            if k and block.rows[0] != blocks[k - 1].rows[0]:
+                done_to = block.rows[0] - plan.window[0]
+                if values.complete_to(done_to) | bool(mask_rows and mask_rows.complete_to(done_to)):
+                    outputs.dst.FlushCache()
             record = manifest.parts[block.index]
             path = manifest.folder / record.file
             if not path.exists() or file_sha256(path) != record.sha256:
@@ -362,14 +375,14 @@ def assemble(plan: RunPlan, card: ModelCard, manifest: Manifest, blocks: Sequenc
                 manifest.save()
                 raise RasterError(f"the part {path} of {block.describe()} is missing or damaged; rerun the "
                                   "same command: only that block is computed again.")
-            values, mask = read_part(path, plan)
+            part, mask = read_part(path, plan)
             xoff, yoff = block.cols[0] - plan.window[2], block.rows[0] - plan.window[0]
-            raster_io.write_window(outputs.dst, values, xoff, yoff)
-            if mask_band is not None and mask is not None:
-                with raster_io.gdal_errors() as errors:
-                    mask_band.WriteArray(mask, xoff, yoff)
-                if errors:
-                    raise RasterError(f"writing the output mask failed ({'; '.join(errors)}).")
+            values.put(part, yoff, xoff)
+            if mask_rows is not None and mask is not None:
+                mask_rows.put(mask[None], yoff, xoff)
             if progress:
                 progress((k + 1) / len(blocks), f"assembling {k + 1}/{len(blocks)}")
+        values.complete_to(None)
+        if mask_rows is not None:
+            mask_rows.complete_to(None)
         outputs.commit(progress)

@@ -56,6 +56,12 @@ DEFAULT_MPX_PER_S = {CPU: 0.01, CUDA: 5.0}
 DEFAULT_TILE = {CPU: 256, CUDA: 512}
 MAX_OUT_WINDOW = 2048
 
+# Write the output in whole rows of GeoTIFF blocks, each flushed once complete (TileWriter, RowBands):
+# GDAL's block cache otherwise holds written blocks until the file is closed, so peak memory grew with
+# the output (docs/PERFORMANCE.md, "Memory"); the files are byte-for-byte the same either way
+# (tests/test_engine_pipeline.py).
+FLUSH_EACH_TILE_ROW = True
+
 _measured: dict[tuple[str, str], float] = {}
 _FLOAT32 = dtype_info(gdal.GDT_Float32)
 
@@ -581,8 +587,53 @@ def compute_tile(src: gdal.Dataset, plan: RunPlan, engine: SuperResolver, tile: 
     return TileResult(tile, np.stack(outputs), out_valid, deviation)
 
 
+def write_mask(dst: gdal.Dataset, mask: np.ndarray, xoff: int, yoff: int) -> None:
+    """Write a window of the output's per-dataset mask band (255 valid, 0 not)."""
+    mband = dst.GetRasterBand(1).GetMaskBand()
+    with raster_io.gdal_errors() as errors:
+        mband.WriteArray(mask, xoff, yoff)
+    if errors:
+        raise MlinError(f"writing the output mask failed ({'; '.join(errors)}).")
+
+
+class RowBands:
+    """Full-width rows of one output, gathered until whole rows of its GeoTIFF blocks are complete,
+    then written and flushed. Each block is thus written once and leaves GDAL's cache at once: memory
+    stays flat (at most one block row plus one tile row is held here) and the file's bytes are exactly
+    those of writing every window and closing (no block is compressed and appended twice)."""
+
+    def __init__(self, write: Callable[[np.ndarray, int], None], bands: int, width: int, dtype: np.dtype,
+                 block_rows: int = raster_io.BLOCK_SIZE) -> None:
+        self.write, self.bands, self.width, self.dtype, self.block_rows = write, bands, width, dtype, block_rows
+        self.top = 0  # first row not yet written
+        self.buffer = np.zeros((bands, 0, width), dtype)
+
+    def put(self, data: np.ndarray, row: int, col: int) -> None:
+        rows_needed = row + data.shape[1] - self.top
+        if rows_needed > self.buffer.shape[1]:
+            grown = np.zeros((self.bands, rows_needed, self.width), self.dtype)
+            grown[:, :self.buffer.shape[1]] = self.buffer
+            self.buffer = grown
+        self.buffer[:, row - self.top:row - self.top + data.shape[1], col:col + data.shape[2]] = data
+
+    def complete_to(self, row: int | None) -> bool:
+        """Rows above ``row`` are final (None: all): write the whole block rows among them."""
+        end = self.top + self.buffer.shape[1] if row is None else (row // self.block_rows) * self.block_rows
+        if end <= self.top:
+            return False
+        count = end - self.top
+        self.write(np.ascontiguousarray(self.buffer[:, :count]), self.top)
+        self.buffer = self.buffer[:, count:].copy()
+        self.top = end
+        return True
+
+
 class TileWriter:
-    """Writes computed tiles into the run's output (and weights map), mask band included."""
+    """Writes computed tiles into the run's output (and weights map), mask band included.
+
+    Tiles arrive row by row: call :meth:`end_row` when a row of tiles is done and :meth:`finish` at the
+    end. With FLUSH_EACH_TILE_ROW (the default) windows go through :class:`RowBands`; without it they
+    are written as they come and GDAL's cache keeps them until the file is closed."""
 
     def __init__(self, plan: RunPlan, dst: gdal.Dataset, wdst: gdal.Dataset | None,
                  origin: tuple[int, int] | None = None) -> None:
@@ -590,21 +641,55 @@ class TileWriter:
         run's window; a cluster block's part passes its own corner)."""
         self.plan, self.dst, self.wdst = plan, dst, wdst
         self.origin = (plan.window[0], plan.window[2]) if origin is None else origin
+        self.bands: list[tuple[RowBands, str]] = []
+        if FLUSH_EACH_TILE_ROW:
+            width = dst.RasterXSize
+            dtype = plan.info.dtype.numpy_dtype
+            self.values = RowBands(lambda a, y: raster_io.write_window(dst, a, 0, y), dst.RasterCount, width, dtype)
+            self.bands.append((self.values, "values"))
+            if plan.per_dataset_mask:
+                # the lambdas hold the datasets, never self: a cycle would keep the file open past commit
+                self.mask = RowBands(lambda a, y: write_mask(dst, a[0], 0, y), 1, width, np.dtype(np.uint8))
+                self.bands.append((self.mask, "mask"))
+            if wdst is not None:
+                self.deviation = RowBands(lambda a, y: raster_io.write_window(wdst, a, 0, y), 1, width,
+                                          np.dtype(np.float32))
+                self.bands.append((self.deviation, "deviation"))
 
     def write(self, result: TileResult) -> None:
         r, c = result.tile.rows, result.tile.cols
         xoff, yoff = c.out_start - self.origin[1], r.out_start - self.origin[0]
-        raster_io.write_window(self.dst, result.values, xoff, yoff)
+        mask = None
         if self.plan.per_dataset_mask:
             mask = np.full((r.out_size, c.out_size), 255, np.uint8) if result.valid is None else \
                 np.where(result.valid, 255, 0).astype(np.uint8)
-            mband = self.dst.GetRasterBand(1).GetMaskBand()
-            with raster_io.gdal_errors() as errors:
-                mband.WriteArray(mask, xoff, yoff)
-            if errors:
-                raise MlinError(f"writing the output mask failed ({'; '.join(errors)}).")
-        if self.wdst is not None and result.deviation is not None:
-            raster_io.write_window(self.wdst, result.deviation[None], xoff, yoff)
+        deviation = result.deviation if self.wdst is not None else None
+        if not self.bands:
+            raster_io.write_window(self.dst, result.values, xoff, yoff)
+            if mask is not None:
+                write_mask(self.dst, mask, xoff, yoff)
+            if deviation is not None:
+                raster_io.write_window(self.wdst, deviation[None], xoff, yoff)
+            return
+        self.values.put(result.values, yoff, xoff)
+        if mask is not None:
+            self.mask.put(mask[None], yoff, xoff)
+        if deviation is not None:
+            self.deviation.put(deviation[None].astype(np.float32), yoff, xoff)
+
+    def end_row(self, next_row: int | None) -> None:
+        """The row of tiles above output row ``next_row`` (whole grid; None: the last) is complete."""
+        if not self.bands:
+            return
+        local = None if next_row is None else next_row - self.origin[0]
+        wrote = [rows.complete_to(local) for rows, _ in self.bands]
+        if any(wrote):
+            for ds in (self.dst, self.wdst):
+                if ds is not None:
+                    ds.FlushCache()
+
+    def finish(self) -> None:
+        self.end_row(None)
 
 
 def superresolve(request: SuperResolveRequest, progress: ProgressFn | None = None,
@@ -636,6 +721,8 @@ def superresolve(request: SuperResolveRequest, progress: ProgressFn | None = Non
         n = len(plan.tiles)
         for k, tile in enumerate(plan.tiles):
             check_cancel()
+            if k and tile.rows.out_start != plan.tiles[k - 1].rows.out_start:
+                writer.end_row(tile.rows.out_start)  # whole block rows leave memory: it stays flat
 
             def within_tile(fraction: float, k: int = k) -> None:  # after every decoder call
                 check_cancel()
@@ -647,6 +734,7 @@ def superresolve(request: SuperResolveRequest, progress: ProgressFn | None = Non
             if progress:
                 progress((k + 1) / n, f"tile {k + 1}/{n}")
         check_cancel()
+        writer.finish()
         del writer  # drop its dataset references, so that commit really closes the files
         outputs.commit(progress)
     seconds = time.perf_counter() - start
