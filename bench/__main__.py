@@ -1,10 +1,11 @@
 """`python -m bench [--quick | --full]` prints the benchmark table; `python -m bench tune` the engine sweep;
 `python -m bench cluster` the single-process vs Dask cluster table (bench/cluster.py).
 
-Default (`make bench`): x2/x4/x8, best of 2 rounds, every installed model, and the memory check on
-MEMORY_DEFAULT; about 5 minutes on 2 idle cores. `--quick`: one round, x4 only, no memory check
-(a smoke run). `--full`: 3 rounds and the memory check up to 2048x2048 at x2 (16.7 Mpx of output:
-about 15 minutes on 2 cores, meant for a GPU or a long idle slot).
+Default (`make bench`): x2/x4/x8, best of 2 rounds, every installed model, the int8-vs-fp32 rows and
+the memory check on MEMORY_DEFAULT (1024² and 3072² at x1.2); about 20 minutes on 2 idle cores, most
+of it the 3072² raster. `--quick`: one round, x4 only, no int8 rows, no memory check (a smoke run).
+`--full`: 3 rounds and the memory check up to 8192² at x1.2 (97 Mpx of output: hours on 2 cores,
+meant for a GPU or a long idle slot). `--memory 640,1024@1.25` picks other sizes.
 """
 from __future__ import annotations
 
@@ -19,14 +20,14 @@ from pathlib import Path
 # 2048x2048 at x2 takes many minutes on 2 cores. The smaller raster must already hold an interior
 # tile (the default tile is 256 LR px + a 39 px halo each side: 640 px = 3 tiles a side), else it
 # only has smaller border tiles and "growth" is just the tile getting to full size.
-MEMORY_DEFAULT = ((640, 1024), 1.25)
-MEMORY_FULL = ((640, 2048), 2.0)
+MEMORY_DEFAULT = ((1024, 3072), 1.2)
+MEMORY_FULL = ((1024, 3072, 8192), 1.2)
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="smoke run: x4, 1 round, no memory check")
-    p.add_argument("--full", action="store_true", help="3 rounds and the 640 vs 2048 (x2) memory check")
+    p.add_argument("--full", action="store_true", help="3 rounds and the 1024 vs 3072 vs 8192 (x1.2) memory check")
     p.add_argument("--scales", default=None, help="comma-separated integer scales (default 2,4,8)")
     p.add_argument("--repeat", type=int, default=None, help="timed rounds after the warm-up (default 2)")
     p.add_argument("--models", default=None, help="comma-separated model folder names under models/")
@@ -114,20 +115,27 @@ def memory_section(plan: tuple[tuple[int, ...], float], image, model, tmp: Path,
     from . import memory
 
     sizes, scale = plan
-    results = []
+    from mlin_qgis.core.pipeline import estimate
+
+    results, estimates = [], []
     for size in sizes:
         src = memory.write_raster(tmp / f"mem_{size}.tif", size, image.hr)
         log(f"  memory: {size}x{size} at x{scale:g} ...")
+        # the calibrated estimate, made here (not in the measured process, whose memory it would add to)
+        estimates.append(estimate(src, scale, str(model.onnx_dir)))
         results.append(memory.measure(src, tmp / f"mem_{size}_sr.tif", scale, str(model.onnx_dir), size))
         (tmp / f"mem_{size}_sr.tif").unlink(missing_ok=True)
     ok, growth = memory.is_flat(results)
     lines = [f"Peak RSS of the tiled GeoTIFF path (mlin_qgis.core.pipeline.superresolve, default tile, model "
              f"{model.name}), each size in a fresh process (VmHWM at its end):", "",
-             "| raster | scale | output | tiles | peak RSS MiB | RSS after imports MiB | seconds | provider |",
-             "|---|---|---|---|---|---|---|---|"]
-    for r in results:
+             "| raster | scale | output | tiles | peak RSS MiB | RSS after imports MiB | seconds | estimated s "
+             "(estimate / measured) | provider |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r, est in zip(results, estimates):
         lines.append(f"| {r.size}x{r.size} | x{r.scale:g} | {r.out_size[1]}x{r.out_size[0]} | {r.tiles} | "
-                     f"{r.peak_mib:.0f} | {r.base_mib:.0f} | {r.seconds:.1f} | {r.provider} |")
+                     f"{r.peak_mib:.0f} | {r.base_mib:.0f} | {r.seconds:.1f} | {est.seconds:.1f} "
+                     f"({est.seconds / max(r.seconds, 1e-9):.2f}x) | {r.provider} |")
+    lines += ["", f"estimates from {estimates[0].basis} (core/calibration.py: a sub-second timed run, cached)"]
     big = results[-1]
     whole = big.out_size[0] * big.out_size[1] * 3 * 4 / 2 ** 20  # one float32 RGB copy of the whole output
     lines += ["", f"memory: peak grows {100 * growth:+.1f} % from {sizes[0]}x{sizes[0]} to {sizes[-1]}x{sizes[-1]} "

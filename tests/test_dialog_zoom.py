@@ -341,3 +341,24 @@ def test_cuda_is_greyed_out_where_onnxruntime_cannot_run_it(dialog: Any) -> None
     assert item.isEnabled() == cuda_offered()
     if not cuda_offered():
         assert "onnxruntime-gpu" in item.toolTip()
+
+
+def test_a_preview_goes_stale_when_the_zoom_or_layer_changes(dialog: Any, project: Any, tmp_path: Path) -> None:
+    from qgis.core import QgsRasterLayer
+
+    dialog.set_scale(3.0)
+    assert dialog.start_preview() is not None
+    assert wait_until(lambda: dialog.preview_task is None), "the preview task did not finish"
+    assert dialog.preview_images[1] is not None and not dialog.sr_pane.pixmap().isNull()
+    dialog.all_bands_check.setChecked(False)  # no change: the preview stays
+    assert dialog.preview_images[1] is not None
+    dialog.set_scale(3.5)
+    assert dialog.preview_images == (None, None) and dialog.sr_pane.pixmap().isNull()
+    assert "out of date" in dialog.preview_info.text()
+    # a preview whose settings change while it runs is not shown
+    assert dialog.start_preview() is not None
+    other = QgsRasterLayer(str(write_geotiff(tmp_path / "other.tif", np.full((3, 12, 12), 90, np.uint8))), "O", "gdal")
+    project.addMapLayer(other)
+    dialog.layer_combo.setLayer(other)
+    assert wait_until(lambda: dialog.preview_task is None), "the preview task did not finish"
+    assert dialog.preview_images == (None, None) and "out of date" in dialog.preview_info.text()

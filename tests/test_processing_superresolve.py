@@ -16,7 +16,7 @@ pytest_plugins = ["qgis_fixtures"]
 
 ALG = "mlin:superresolve"
 PARAMETERS = ["INPUT", "EXTENT", "SCALE", "MODEL", "MODEL_FILE", "BANDS", "ALL_BANDS", "DEVICE", "TILE_SIZE",
-              "ENSEMBLE", "RESOLUTION", "CLUSTER", "WEIGHTS_MAP", "OUTPUT"]
+              "ENSEMBLE", "PRECISION", "RESOLUTION", "CLUSTER", "WEIGHTS_MAP", "OUTPUT"]
 
 
 @pytest.fixture
@@ -351,3 +351,19 @@ def test_cluster_parameter_without_dask_names_the_install_command(mlin_provider,
     # without CLUSTER the same run works as before
     assert Path(run({"INPUT": str(rgb40), "SCALE": 2, "MODEL_FILE": str(tiny_model / "encoder.onnx"),
                      "OUTPUT": str(tmp_path / "out.tif")})["OUTPUT"]).exists()
+
+
+def test_precision_int8_runs_the_quantised_decoder_and_refuses_without_one(mlin_provider, rgb40: Path,
+                                                                         tiny_model: Path, tmp_path: Path) -> None:
+    from qgis.core import QgsProcessingException
+
+    shipped = Path(__file__).resolve().parents[1] / "models" / "mlin-robust-ucmerced"
+    fp32 = run({"INPUT": str(rgb40), "SCALE": 2, "MODEL_FILE": str(shipped / "encoder.onnx"),
+                "OUTPUT": str(tmp_path / "fp32.tif")})
+    int8 = run({"INPUT": str(rgb40), "SCALE": 2, "MODEL_FILE": str(shipped / "encoder.onnx"), "PRECISION": 1,
+                "OUTPUT": str(tmp_path / "int8.tif")})
+    a, b = read_array(Path(fp32["OUTPUT"])).astype(int), read_array(Path(int8["OUTPUT"])).astype(int)
+    assert 0 < np.abs(a - b).max() <= 3, "the int8 decoder ran (not bit-identical) and stays close"
+    with pytest.raises(QgsProcessingException, match="no int8 decoder"):
+        run({"INPUT": str(rgb40), "SCALE": 2, "MODEL_FILE": str(tiny_model / "encoder.onnx"), "PRECISION": 1,
+             "OUTPUT": str(tmp_path / "tiny.tif")})

@@ -141,6 +141,7 @@ class ZoomDialog(QDialog):
         self.preview_task: Optional[SuperResolveTask] = None
         self.preview_dir: Optional[Path] = None
         self.preview_images: Tuple[Optional[QImage], Optional[QImage]] = (None, None)
+        self._preview_key: Tuple[Any, ...] = ()  # the settings the shown (or running) preview was made with
         self.last_message = ""
         self.setWindowTitle("MLIN Super-Resolution")
         self.setMinimumWidth(480)
@@ -410,10 +411,25 @@ class ZoomDialog(QDialog):
         self._settings_changed()
 
     def _settings_changed(self, *args: Any) -> None:
-        """Layer, zoom, model or device changed: the last run's message no longer applies."""
+        """Layer, zoom, model, bands or area changed: the last run's message and the preview no longer apply."""
         if self.task is None and self.status_label.text() != dependencies.onnxruntime_install_text():
             self.status_label.setText("")
+        if hasattr(self, "sr_pane") and self.preview_images != (None, None) and \
+                self._preview_key != self.preview_key():
+            self.clear_preview("The preview is out of date: press Preview to see the new settings.")
         self._estimate_timer.start()
+
+    def preview_key(self) -> Tuple[Any, ...]:
+        """What a preview depends on: layer, zoom, model, device, bands."""
+        layer = self.layer()
+        return (layer.id() if layer is not None else None, round(self.scale(), 4), self.model_path(),
+                self.device_combo.currentText(), self.all_bands_check.isChecked())
+
+    def clear_preview(self, message: str = "") -> None:
+        for pane in (self.bicubic_pane, self.sr_pane):
+            pane.setPixmap(QPixmap())
+        self.preview_images = (None, None)
+        self.preview_info.setText(message)
 
     def update_estimate(self) -> None:
         """Output size, file size and time from pipeline.estimate, plus a warning above the recommended zoom."""
@@ -575,6 +591,7 @@ class ZoomDialog(QDialog):
             return None
         ds = None
         request = self._request(str(vrt), str(self.preview_dir / "preview_sr.tif"))
+        self._preview_key = self.preview_key()
         self.preview_task = SuperResolveTask(request, "preview", self.project, add_to_project=False,
                                              description="MLIN preview")
         self.preview_task.done.connect(self._preview_done)
@@ -588,6 +605,9 @@ class ZoomDialog(QDialog):
         self.preview_button.setEnabled(True)
         if not ok or task is None or task.result is None or self.preview_dir is None:
             self.preview_info.setText(text)
+            return
+        if self._preview_key != self.preview_key():  # the settings changed while it ran: do not show it
+            self.clear_preview("The preview is out of date: press Preview to see the new settings.")
             return
         result = task.result
         size = QSize(int(result.width), int(result.height))
