@@ -33,21 +33,39 @@ def onnxruntime_available() -> bool:
 
 
 def qgis_python() -> str:
-    """Path of the Python interpreter that matches the one QGIS embeds.
+    """Path of the Python interpreter that matches the one QGIS embeds (same prefix, same version).
 
-    Inside QGIS ``sys.executable`` is often the QGIS binary itself, so fall back to the interpreter
-    that lives in the embedded Python's prefix.
+    Inside QGIS ``sys.executable`` is unreliable: it can be the QGIS binary itself, or whatever
+    ``python3`` comes first on PATH (a pyenv shim was seen), which is another Python. So it is used
+    only when it is a Python living in this interpreter's own prefix (a virtual environment counts);
+    otherwise the interpreter is looked up in the embedded Python's prefix: ``bin/pythonX.Y`` on
+    Linux (Debian: /usr/bin/python3.11) and in macOS's QGIS.app framework, ``python.exe`` on Windows
+    (OSGeo4W: apps/PythonXY/python.exe).
     """
+    version = f"{sys.version_info[0]}.{sys.version_info[1]}"
     exe = Path(sys.executable) if sys.executable else None
-    if exe is not None and exe.name.lower().startswith("python"):
-        return str(exe)
-    if os.name == "nt":
-        return str(Path(sys.exec_prefix) / "python.exe")
-    version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
-    for candidate in (Path(sys.exec_prefix) / "bin" / version, Path(sys.exec_prefix) / "bin" / "python3"):
-        if candidate.exists():
-            return str(candidate)
-    return shutil.which("python3") or "python3"
+    prefixes = [Path(p) for p in dict.fromkeys((sys.exec_prefix, sys.prefix, sys.base_exec_prefix, sys.base_prefix))]
+    if exe is not None and exe.name.lower().startswith("python") and exe.exists():
+        if any(_inside(exe, prefix) for prefix in prefixes):
+            return str(exe)
+    for prefix in prefixes:
+        if os.name == "nt":
+            candidates = [prefix / "python.exe", prefix / "python3.exe"]
+        else:
+            candidates = [prefix / "bin" / f"python{version}", prefix / "bin" / "python3"]
+        for candidate in candidates:
+            if candidate.exists():
+                return str(candidate)
+    return shutil.which(f"python{version}") or shutil.which("python3") or "python3"
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    """Whether ``path`` (not resolved: a venv's python is a link to the system one) lies in ``folder``."""
+    try:
+        path.absolute().relative_to(folder.absolute())
+        return True
+    except ValueError:
+        return False
 
 
 def _externally_managed() -> bool:

@@ -277,3 +277,26 @@ def test_install_command_names_qgis_python_and_debian_flag() -> None:
 
     managed = (Path(sysconfig.get_path("stdlib")) / "EXTERNALLY-MANAGED").exists()
     assert ("--break-system-packages" in command) == managed
+
+
+@pytest.mark.parametrize("foreign", ["/root/.pyenv/shims/python3", "/usr/bin/qgis", ""])
+def test_install_hint_names_the_interpreter_qgis_runs_not_whatever_sys_executable_says(foreign: str, monkeypatch,
+                                                                                       tmp_path: Path) -> None:
+    """Inside QGIS sys.executable can be a pyenv shim or the QGIS binary; the hint must still name a
+    Python with this interpreter's prefix and version (checked by running it)."""
+    from mlin_qgis import dependencies
+
+    if foreign.startswith("/root/.pyenv"):
+        shim = tmp_path / "shims" / "python3"  # a real, foreign executable named like a Python
+        shim.parent.mkdir()
+        shim.write_text("#!/bin/sh\necho foreign\n")
+        shim.chmod(0o755)
+        foreign = str(shim)
+    monkeypatch.setattr(sys, "executable", foreign)
+    found = dependencies.qgis_python()
+    assert found != foreign
+    probe = subprocess.run([found, "-c", "import sys; print(sys.prefix); print(sys.version_info[:2])"],
+                           capture_output=True, text=True, timeout=60)
+    prefix, version = probe.stdout.split("\n")[:2]
+    assert version == str(tuple(sys.version_info[:2]))
+    assert Path(prefix).resolve() in {Path(p).resolve() for p in (sys.prefix, sys.base_prefix)}
