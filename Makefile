@@ -6,7 +6,7 @@ export PYTHONUNBUFFERED := 1
 SHARED ?= ../shared
 DEMO_SCALE ?= 4
 
-.PHONY: setup demo test bench bench-cluster gpu-check train-robust train-mlin train-ablation evaluate export-liif plugin zip deploy qgis_process batch clean
+.PHONY: setup demo test bench bench-cluster screenshots gpu-check train-robust train-mlin train-ablation evaluate export-liif plugin zip deploy qgis_process batch clean
 
 setup:
 	@bash scripts/setup.sh
@@ -30,6 +30,10 @@ bench: setup
 ## Single process vs the Dask cluster path on one machine, same 2000x2000 raster at x2 (~20 min on 2 cores).
 bench-cluster: setup
 	$(PY) -m bench cluster $(ARGS)
+
+## The README's screenshots (zoom dialog; result next to its input), remade in a real headless QGIS.
+screenshots: setup
+	$(PY) scripts/screenshots.py
 
 ## On a machine with an NVIDIA GPU: onnxruntime-gpu, the CUDA tests and a CUDA/CPU speed table (says so when no GPU).
 gpu-check: setup

@@ -362,3 +362,43 @@ def test_a_preview_goes_stale_when_the_zoom_or_layer_changes(dialog: Any, projec
     dialog.layer_combo.setLayer(other)
     assert wait_until(lambda: dialog.preview_task is None), "the preview task did not finish"
     assert dialog.preview_images == (None, None) and "out of date" in dialog.preview_info.text()
+
+
+def test_preview_panes_stay_inside_the_dialog_with_the_longest_messages(dialog: Any) -> None:
+    from qgis.PyQt.QtCore import QPoint, QRect
+    from qgis.PyQt.QtWidgets import QApplication
+
+    from mlin_qgis import dependencies
+
+    dialog.set_scale(11.5)  # above every model's recommended zoom: the longest estimate with its warning
+    dialog.update_estimate()
+    dialog.status_label.setText(dependencies.onnxruntime_install_text() * 2)
+    dialog.preview_info.setText("The preview is out of date: press Preview to see the new settings. " * 4)
+    dialog.resize(dialog.minimumWidth(), 200)  # as small as the user can make it
+    for _ in range(5):
+        QApplication.processEvents()
+    inside = dialog.rect()
+    for pane in (dialog.bicubic_pane, dialog.sr_pane, dialog.run_button, dialog.cancel_button):
+        top_left = pane.mapTo(dialog, QPoint(0, 0))
+        assert inside.contains(QRect(top_left, pane.size())), f"{pane.objectName() or pane} leaves the dialog"
+    assert dialog.bicubic_pane.width() == dialog.sr_pane.width() >= 160
+    assert dialog.height() <= 820, "long texts scroll; the dialog stays within a laptop screen"
+    assert dialog.status_area.verticalScrollBar().maximum() > 0, "the long status text scrolls"
+
+
+def test_screenshots_script_makes_both_images_in_a_real_headless_qgis(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "shots"
+    done = subprocess.run([sys.executable, str(REPO / "scripts" / "screenshots.py"), str(out)], cwd=REPO,
+                          capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, QT_QPA_PLATFORM="offscreen"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    from qgis.PyQt.QtGui import QImage
+
+    for name, min_size in (("zoom_dialog.png", (400, 500)), ("result_over_input.png", (900, 300))):
+        image = QImage(str(out / name))
+        assert not image.isNull() and image.width() >= min_size[0] and image.height() >= min_size[1], name
+    assert "Done:" in done.stdout

@@ -38,6 +38,7 @@ from qgis.PyQt.QtWidgets import (
     QDialog,
     QDoubleSpinBox,
     QFormLayout,
+    QFrame,
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
@@ -45,6 +46,7 @@ from qgis.PyQt.QtWidgets import (
     QLayout,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QSlider,
     QVBoxLayout,
     QWidget,
@@ -121,6 +123,8 @@ def render_layer(layer: QgsRasterLayer, size: QSize) -> QImage:
     job.waitForFinished()
     return job.renderedImage()
 
+
+STATUS_MAX_PX = 110  # height of the scrolling status text
 
 AREAS = (("Whole layer", "whole"), ("Current map view", "view"), ("Rectangle drawn on the map", "drawn"))
 
@@ -272,7 +276,15 @@ class ZoomDialog(QDialog):
         layout.addLayout(form)
         layout.addWidget(preview_box)
         layout.addWidget(self.progress)
-        layout.addWidget(self.status_label)
+        # long texts (an install command, an error) scroll inside a bounded area instead of growing the
+        # dialog past the screen and pushing the preview out
+        self.status_area = QScrollArea(self)
+        self.status_area.setObjectName("statusArea")
+        self.status_area.setWidgetResizable(True)
+        self.status_area.setFrameShape(QFrame.NoFrame)
+        self.status_area.setMaximumHeight(STATUS_MAX_PX)
+        self.status_area.setWidget(self.status_label)
+        layout.addWidget(self.status_area)
         layout.addLayout(buttons)
         self.device_combo.currentIndexChanged.connect(self._settings_changed)
         if not dependencies.onnxruntime_available():
