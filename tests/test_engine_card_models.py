@@ -179,3 +179,22 @@ def test_gpu_check_says_plainly_when_there_is_no_gpu() -> None:
     proc = subprocess.run(["bash", str(repo / "scripts" / "gpu_check.sh")], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0
     assert "no NVIDIA GPU is present on this machine" in proc.stdout and "no GPU rows were measured" in proc.stdout
+
+
+def test_cards_are_read_without_onnxruntime_or_onnx(monkeypatch) -> None:
+    """QGIS lists the models and their zoom limits before onnxruntime is installed."""
+    import sys
+
+    from mlin_qgis.core.card import ModelCard, read_onnx_metadata
+    from mlin_qgis.core.models import available_models
+
+    entries = available_models()
+    with_ort = {e.name: (ModelCard.from_onnx(e.path / "decoder.onnx").to_json(),
+                         read_onnx_metadata(e.path / "encoder.onnx")) for e in entries}
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # how Python marks them as not importable
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    for name, (card, encoder_meta) in with_ort.items():
+        folder = next(e.path for e in entries if e.name == name)
+        assert ModelCard.from_onnx(folder / "decoder.onnx").to_json() == card
+        assert read_onnx_metadata(folder / "encoder.onnx") == encoder_meta
+    assert [e.name for e in available_models()] == [e.name for e in entries]

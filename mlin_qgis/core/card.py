@@ -10,7 +10,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 from .errors import ModelCardError
 
@@ -165,11 +165,70 @@ class ModelCard:
         return json.dumps(self.to_dict(), sort_keys=True)
 
 
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    value, shift = 0, 0
+    while True:
+        if pos >= len(data) or shift > 63:
+            raise ValueError("truncated varint")
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return value, pos
+
+
+def _fields(data: bytes) -> Iterator[tuple[int, Any]]:
+    """(field number, value) of a protobuf message's top level; length-delimited values as bytes."""
+    pos = 0
+    while pos < len(data):
+        tag, pos = _varint(data, pos)
+        number, wire = tag >> 3, tag & 7
+        value: Any
+        if wire == 0:
+            value, pos = _varint(data, pos)
+        elif wire == 1:
+            value, pos = data[pos:pos + 8], pos + 8
+        elif wire == 2:
+            size, pos = _varint(data, pos)
+            value, pos = data[pos:pos + size], pos + size
+        elif wire == 5:
+            value, pos = data[pos:pos + 4], pos + 4
+        else:
+            raise ValueError(f"unsupported protobuf wire type {wire}")
+        if pos > len(data):
+            raise ValueError("truncated field")
+        yield number, value
+
+
+ONNX_METADATA_PROPS = 14  # ModelProto.metadata_props: repeated StringStringEntryProto {1: key, 2: value}
+
+
+def metadata_from_protobuf(data: bytes) -> dict[str, str]:
+    """ONNX metadata_props read straight from the file's protobuf, with neither onnxruntime nor onnx:
+    QGIS can then list the models (and their zoom limits) before onnxruntime is installed."""
+    props: dict[str, str] = {}
+    for number, value in _fields(data):
+        if number == ONNX_METADATA_PROPS and isinstance(value, bytes):
+            entry = dict(_fields(value))
+            props[bytes(entry.get(1, b"")).decode("utf-8")] = bytes(entry.get(2, b"")).decode("utf-8")
+    return props
+
+
 def read_onnx_metadata(path: str | Path) -> dict[str, str]:
-    """The custom metadata map of an ONNX file; MlinError when the file is missing or not ONNX."""
+    """The custom metadata map of an ONNX file; MlinError when the file is missing or not ONNX.
+
+    Read from the protobuf directly when that finds the card (fast: no session; works without
+    onnxruntime); otherwise onnxruntime or onnx read it and report what is wrong with the file."""
     path = Path(path)
     if not path.is_file():
         raise ModelCardError(f"model file {path} does not exist; pick an installed model or re-export it.")
+    try:
+        props = metadata_from_protobuf(path.read_bytes())
+        if CARD_KEY in props:
+            return props
+    except (ValueError, UnicodeDecodeError, OSError):
+        pass  # not parseable as plain protobuf: let the ONNX libraries say why
     try:
         import onnxruntime as ort
     except ImportError:
