@@ -85,6 +85,59 @@ def pip_install_command(*packages: str) -> str:
     return f"{qgis_python()} -m pip install {flags} {names}"
 
 
+# -- the one-click install: pip into a folder of our own, added to sys.path -------------------------
+def deps_dir() -> Path:
+    """Where the one-click install puts packages: a folder of this plugin's, per Python version, outside
+    QGIS's and the system's site-packages (so nothing QGIS ships is replaced)."""
+    version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    if os.name == "nt":
+        base = Path(os.environ.get("APPDATA") or Path.home() / "AppData" / "Roaming")
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Application Support"
+    else:
+        base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return Path(os.environ.get("MLIN_DEPS_DIR") or base / "mlin-qgis" / version)
+
+
+def activate_deps_dir() -> bool:
+    """Append the one-click install's folder to sys.path when it exists (after QGIS's own paths, so
+    QGIS's numpy and GDAL keep precedence); True when it was added."""
+    folder = str(deps_dir())
+    if os.path.isdir(folder) and folder not in sys.path:
+        sys.path.append(folder)
+        importlib.invalidate_caches()
+        return True
+    return False
+
+
+def nvidia_gpu_present() -> bool:
+    """An NVIDIA driver that answers (nvidia-smi lists a GPU): then onnxruntime-gpu is the package."""
+    exe = shutil.which("nvidia-smi")
+    if not exe:
+        return False
+    import subprocess
+
+    try:
+        out = subprocess.run([exe, "-L"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return out.returncode == 0 and "GPU" in out.stdout
+
+
+def one_click_install_args(packages: Optional[list] = None, target: Optional[Path] = None) -> list:
+    """The pip command the one-click install runs: QGIS's Python, ``--target`` our folder, numpy pinned
+    to the version QGIS's GDAL was built with (so pip never brings another one into play)."""
+    try:
+        import numpy
+
+        pin = [f"numpy=={numpy.__version__}"]
+    except ImportError:
+        pin = ["numpy<2"]
+    wanted = packages or (["onnxruntime-gpu"] if nvidia_gpu_present() else ["onnxruntime"])
+    return [qgis_python(), "-m", "pip", "install", "--disable-pip-version-check", "--no-input", "--upgrade",
+            "--target", str(target or deps_dir()), *wanted, *pin]
+
+
 def onnxruntime_install_text() -> str:
     """The full user-facing explanation of what to install, for the message bar, dialogs and errors."""
     cpu = pip_install_command(*RUNTIME_PACKAGES)
@@ -94,7 +147,8 @@ def onnxruntime_install_text() -> str:
         "MLIN Super-Resolution needs the Python package 'onnxruntime' in QGIS's Python, and it is not "
         f"installed. Run {where}:\n\n    {cpu}\n\n"
         f"(for an NVIDIA GPU with CUDA use instead:  {gpu}  — install one of the two, not both), "
-        "then restart QGIS."
+        "then restart QGIS. Or press \"Install now…\" in QGIS's message bar: the plugin then runs pip for you, "
+        f"after asking, into {deps_dir()}."
     )
 
 
@@ -155,8 +209,46 @@ def warn_if_onnxruntime_missing(iface: Optional[Any]) -> bool:
 
     button.clicked.connect(show_details)
     item.layout().addWidget(button)
+    install = QPushButton("Install now…", item)
+    install.setToolTip(f"Runs pip for you (after asking) into {deps_dir()}, which the plugin adds to its path")
+    install.clicked.connect(lambda: ask_and_install(iface, bar, item))
+    item.layout().addWidget(install)
     bar.pushWidget(item, Qgis.Warning, 0)
     return True
+
+
+_install_tasks: list = []  # keeps running install tasks referenced until they end
+
+
+def ask_and_install(iface: Any, bar: Any = None, item: Any = None) -> Optional[Any]:
+    """Ask for consent (showing the exact command and folder), then run the install as a QgsTask."""
+    from qgis.core import Qgis, QgsApplication
+    from qgis.PyQt.QtWidgets import QMessageBox
+
+    from .gui.install_task import InstallTask
+
+    args = one_click_install_args()
+    gpu = "an NVIDIA GPU was found, so this installs onnxruntime-gpu" if "onnxruntime-gpu" in args else \
+        "no NVIDIA GPU was found, so this installs the CPU onnxruntime"
+    question = (f"Install onnxruntime for MLIN now? ({gpu})\n\nThis runs:\n    {' '.join(args)}\n\n"
+                f"Packages go to {deps_dir()} only (not into QGIS's or the system's Python); numpy is pinned "
+                "to the version QGIS uses. The output appears in the Log Messages panel under MLIN.")
+    parent = iface.mainWindow() if iface is not None else None
+    if QMessageBox.question(parent, "MLIN: install onnxruntime", question) != QMessageBox.Yes:
+        return None
+    task = InstallTask(args)
+    _install_tasks.append(task)
+
+    def report(ok: bool, text: str) -> None:
+        _install_tasks.remove(task)
+        if bar is not None:
+            if item is not None and ok:
+                bar.popWidget(item)
+            bar.pushMessage(MESSAGE_TAG, text.splitlines()[0], Qgis.Success if ok else Qgis.Critical, 0)
+
+    task.done.connect(report)
+    QgsApplication.taskManager().addTask(task)
+    return task
 
 
 def install_details_box(text: str, parent: Any = None) -> Any:

@@ -33,6 +33,7 @@ class MlinPlugin:
     def initProcessing(self) -> None:  # noqa: N802 - QGIS API
         """Register the provider once (QGIS desktop reaches here through initGui, qgis_process directly)."""
         if self.provider is None:
+            dependencies.activate_deps_dir()  # what a one-click install put in the plugin's own folder
             qgis_log.install()
             self.provider = MlinProvider()
             QgsApplication.processingRegistry().addProvider(self.provider)

@@ -300,3 +300,52 @@ def test_install_hint_names_the_interpreter_qgis_runs_not_whatever_sys_executabl
     prefix, version = probe.stdout.split("\n")[:2]
     assert version == str(tuple(sys.version_info[:2]))
     assert Path(prefix).resolve() in {Path(p).resolve() for p in (sys.prefix, sys.base_prefix)}
+
+
+def test_one_click_install_command_targets_the_plugin_folder_and_pins_numpy(monkeypatch, tmp_path: Path) -> None:
+    import numpy
+
+    from mlin_qgis import dependencies
+
+    monkeypatch.setenv("MLIN_DEPS_DIR", str(tmp_path / "deps"))
+    args = dependencies.one_click_install_args()
+    assert args[0] == dependencies.qgis_python() and args[1:4] == ["-m", "pip", "install"]
+    assert args[args.index("--target") + 1] == str(tmp_path / "deps")
+    assert f"numpy=={numpy.__version__}" in args
+    wanted = "onnxruntime-gpu" if dependencies.nvidia_gpu_present() else "onnxruntime"
+    assert wanted in args and ("onnxruntime" in args) != ("onnxruntime-gpu" in args)
+    # the folder joins sys.path (after QGIS's own entries) once it exists
+    (tmp_path / "deps").mkdir()
+    (tmp_path / "deps" / "mlin_probe_module.py").write_text("VALUE = 42\n")
+    try:
+        assert dependencies.activate_deps_dir() and sys.path[-1] == str(tmp_path / "deps")
+        import mlin_probe_module
+
+        assert mlin_probe_module.VALUE == 42
+        assert not dependencies.activate_deps_dir(), "added once"
+    finally:
+        sys.path.remove(str(tmp_path / "deps"))
+        sys.modules.pop("mlin_probe_module", None)
+
+
+def test_install_task_runs_pip_into_a_target_folder_in_real_qgis(qgis_app, tmp_path: Path) -> None:
+    """The one-click install's QgsTask, on a tiny real package (the registry must answer; skipped if not)."""
+    from qgis.core import QgsApplication
+
+    from mlin_qgis.gui.install_task import InstallTask
+    from qgis_fixtures import wait_until
+
+    reach = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(tmp_path / "dl"),
+                            "six"], capture_output=True, text=True, timeout=120)
+    if reach.returncode != 0:
+        pytest.skip(f"the package index does not answer here: {reach.stderr.strip()[-200:]}")
+    target = tmp_path / "deps"
+    task = InstallTask([sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
+                        "--target", str(target), "six"])
+    results: list = []
+    task.done.connect(lambda ok, text: results.append((ok, text)))
+    QgsApplication.taskManager().addTask(task)
+    assert wait_until(lambda: bool(results), 180), "the install task did not finish"
+    ok, text = results[0]
+    assert ok and str(target) in text, text
+    assert (target / "six.py").is_file() and any("six" in line for line in task.log)
