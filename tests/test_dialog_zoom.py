@@ -402,3 +402,26 @@ def test_screenshots_script_makes_both_images_in_a_real_headless_qgis(tmp_path: 
         image = QImage(str(out / name))
         assert not image.isNull() and image.width() >= min_size[0] and image.height() >= min_size[1], name
     assert "Done:" in done.stdout
+
+
+def test_the_preview_spot_is_picked_by_clicking_the_map(qgis_app: Any, tiny_models_dir: Path, project: Any,
+                                                        layer: Any) -> None:
+    from qgis.core import QgsPointXY, QgsRectangle
+    from qgis.gui import QgsMapToolEmitPoint
+    from qgis.PyQt.QtCore import Qt
+
+    x0, y0 = UTM33N_GT[0], UTM33N_GT[3]
+    dlg, canvas = _canvas_dialog(layer, QgsRectangle(x0, y0 - 20, x0 + 20, y0))
+    try:
+        dlg.start_picking()
+        assert isinstance(canvas.mapTool(), QgsMapToolEmitPoint)
+        canvas.mapTool().canvasClicked.emit(QgsPointXY(x0 + 5 * 0.5, y0 - 33 * 0.5), Qt.LeftButton)  # what a click emits
+        assert canvas.mapTool() is None, "the tool is released after the click"
+        col, row = dlg.preview_centre(layer)
+        assert (col, row) == (pytest.approx(5, abs=0.01), pytest.approx(33, abs=0.01))
+        assert dlg.preview_task is not None, "the click starts a preview there"
+        assert wait_until(lambda: dlg.preview_task is None), "the preview task did not finish"
+        assert dlg.preview_images[1] is not None
+    finally:
+        dlg.shutdown()
+        dlg.deleteLater()

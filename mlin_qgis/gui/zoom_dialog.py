@@ -29,7 +29,7 @@ from qgis.core import (
     QgsRasterLayer,
     QgsRectangle,
 )
-from qgis.gui import QgsFileWidget, QgsMapLayerComboBox, QgsMapToolExtent
+from qgis.gui import QgsFileWidget, QgsMapLayerComboBox, QgsMapToolEmitPoint, QgsMapToolExtent
 from qgis.PyQt.QtCore import QSize, Qt, QTimer
 from qgis.PyQt.QtGui import QColor, QImage, QPixmap
 from qgis.PyQt.QtWidgets import (
@@ -246,7 +246,11 @@ class ZoomDialog(QDialog):
             pane.setFixedSize(PANE_PX, PANE_PX)
             pane.setAlignment(Qt.AlignCenter)
             pane.setStyleSheet("background: #f0f0f0; border: 1px solid #c0c0c0;")
+        self.pick_button = QPushButton("Pick the spot on the map", preview_box)
+        self.pick_button.setToolTip("Click the map canvas where the preview should be made")
+        self.pick_button.clicked.connect(self.start_picking)
         grid.addWidget(self.preview_button, 0, 0)
+        grid.addWidget(self.pick_button, 0, 1)
         grid.addWidget(self.preview_info, 1, 0, 1, 2)
         grid.addWidget(QLabel("Bicubic"), 2, 0, Qt.AlignHCenter)
         grid.addWidget(QLabel("MLIN"), 2, 1, Qt.AlignHCenter)
@@ -564,13 +568,36 @@ class ZoomDialog(QDialog):
             self.close()
 
     # -- the preview --------------------------------------------------------------------------------
+    def start_picking(self) -> None:
+        """The next click on the map canvas chooses the preview spot (QGIS's point tool), then previews."""
+        canvas = self._canvas()
+        if canvas is None:
+            self.preview_info.setText("No map canvas: the preview is made at the raster centre.")
+            return
+        self.pick_tool = QgsMapToolEmitPoint(canvas)
+        self.pick_tool.canvasClicked.connect(self.set_preview_point)
+        canvas.setMapTool(self.pick_tool)
+        self.preview_info.setText("Click the map where the preview should be made.")
+
+    def set_preview_point(self, point: QgsPointXY, button: Any = None) -> None:
+        """A click on the canvas (canvas CRS): the preview spot; the tool is released and a preview starts."""
+        self.preview_point = QgsPointXY(point)
+        canvas = self._canvas()
+        tool = getattr(self, "pick_tool", None)
+        if canvas is not None and tool is not None and canvas.mapTool() is tool:
+            canvas.unsetMapTool(tool)
+        self.clear_preview()
+        self.start_preview()
+
     def preview_centre(self, layer: QgsRasterLayer) -> Tuple[float, float]:
-        """(col, row) of the map canvas centre in the raster when it falls inside, else the raster centre."""
+        """(col, row) of the spot picked on the map, else of the map canvas centre, when it falls inside
+        the raster; else the raster centre."""
         centre = (layer.width() / 2.0, layer.height() / 2.0)
         if self.iface is None or layer.rasterUnitsPerPixelX() <= 0 or layer.rasterUnitsPerPixelY() <= 0:
             return centre
         canvas = self.iface.mapCanvas()
-        point = QgsPointXY(canvas.center())
+        picked = getattr(self, "preview_point", None)
+        point = QgsPointXY(picked if picked is not None else canvas.center())
         canvas_crs = canvas.mapSettings().destinationCrs()
         if canvas_crs.isValid() and layer.crs().isValid() and canvas_crs != layer.crs():
             try:
