@@ -98,11 +98,12 @@ def test_preview_shows_sr_next_to_bicubic_and_run_adds_a_layer(dialog: Any, proj
     assert wait_until(lambda: dialog.preview_task is None), "the preview task did not finish"
     bicubic, mlin = dialog.preview_images
     assert bicubic is not None and mlin is not None, dialog.preview_info.text()
-    assert (mlin.width(), mlin.height()) == (160, 160) and (bicubic.width(), bicubic.height()) == (160, 160)
+    assert (mlin.width(), mlin.height()) == (128, 128) and (bicubic.width(), bicubic.height()) == (128, 128)
+    assert dialog.sr_pane.pixmap().width() == dialog.bicubic_pane.pixmap().width() == 256, "both shown 2x"
     assert not dialog.sr_pane.pixmap().isNull() and not dialog.bicubic_pane.pixmap().isNull()
 
     def grey(image: Any) -> np.ndarray:
-        return np.array([[image.pixelColor(x, y).value() for x in range(0, 160, 4)] for y in range(0, 160, 4)], float)
+        return np.array([[image.pixelColor(x, y).value() for x in range(0, 128, 4)] for y in range(0, 128, 4)], float)
 
     g_sr, g_bic = grey(mlin), grey(bicubic)
     assert g_sr.std() > 5, "the SR preview must show the image, not a blank"
@@ -190,7 +191,7 @@ def test_defaults_to_active_layer_and_previews_at_the_canvas_centre(qgis_app: An
         assert dlg.layer() is layer, "the dialog starts on the active layer"
         col, row = dlg.preview_centre(layer)
         assert (col, row) == (pytest.approx(10, abs=0.01), pytest.approx(30, abs=0.01))
-        assert preview_window(40, 40, (col, row), 8.0) == (0, 20, 20, 20)
+        assert preview_window(40, 40, (col, row), 8.0) == (2, 22, 16, 16)
         canvas.setExtent(QgsRectangle(cx + 1000, cy, cx + 1004, cy + 4))  # centre outside: raster centre
         assert dlg.preview_centre(layer) == (20.0, 20.0)
     finally:
@@ -373,7 +374,7 @@ def test_preview_panes_stay_inside_the_dialog_with_the_longest_messages(dialog: 
     dialog.set_scale(11.5)  # above every model's recommended zoom: the longest estimate with its warning
     dialog.update_estimate()
     dialog.status_label.setText(dependencies.onnxruntime_install_text() * 2)
-    dialog.preview_info.setText("The preview is out of date: press Preview to see the new settings. " * 4)
+    dialog.clear_preview("The preview is out of date: press Preview to see the new settings.")  # its longest text
     dialog.resize(dialog.minimumWidth(), 200)  # as small as the user can make it
     for _ in range(5):
         QApplication.processEvents()

@@ -76,9 +76,9 @@ def unique_path(folder: Path, stem: str, suffix: str) -> Path:
 
 MIN_ZOOM = 1.1
 SLIDER_STEPS_PER_UNIT = 10  # slider ints = scale * 10 (0.1 steps)
-PREVIEW_OUT_PX = 160  # side of the preview output; the LR window is PREVIEW_OUT_PX / scale
+PREVIEW_OUT_PX = 128  # side of the preview output (shown 2x); the LR window is PREVIEW_OUT_PX / scale
 PREVIEW_LR_MIN, PREVIEW_LR_MAX = 8, 48
-PANE_PX = 192  # side of each preview pane on screen
+PANE_PX = 256  # side of each preview pane on screen (previews of 64-128 px are shown 2-4x)
 
 
 def human_bytes(n: float) -> str:
@@ -124,7 +124,7 @@ def render_layer(layer: QgsRasterLayer, size: QSize) -> QImage:
     return job.renderedImage()
 
 
-STATUS_MAX_PX = 110  # height of the scrolling status text
+STATUS_MAX_PX = 80  # height of the scrolling status text
 
 AREAS = (("Whole layer", "whole"), ("Current map view", "view"), ("Rectangle drawn on the map", "drawn"))
 
@@ -219,15 +219,21 @@ class ZoomDialog(QDialog):
         self.output_widget.lineEdit().setPlaceholderText("[New file next to the input]")
         form.addRow("Output", self.output_widget)
 
-        self.ensemble_check = QCheckBox("Best quality (average of 8 flips/transposes, 8x the time)", self)
+        self.ensemble_check = QCheckBox("Best quality (8x the time)", self)
+        self.ensemble_check.setToolTip("Average of the 8 flips/transposes of the input: a small measured gain, "
+                                       "8 passes")
         self.ensemble_check.setObjectName("ensembleCheck")
         self.ensemble_check.toggled.connect(lambda _checked: self.update_estimate())
-        form.addRow("", self.ensemble_check)
-
-        self.all_bands_check = QCheckBox("Every band (groups of three; otherwise the RGB bands)", self)
+        self.all_bands_check = QCheckBox("Every band", self)
+        self.all_bands_check.setToolTip("Every non-alpha band, in groups of three (left-overs as grey); "
+                                        "otherwise the RGB bands")
         self.all_bands_check.setObjectName("allBandsCheck")
         self.all_bands_check.toggled.connect(lambda _checked: self._settings_changed())
-        form.addRow("", self.all_bands_check)
+        options_row = QHBoxLayout()  # one row: the dialog stays short enough for a laptop screen
+        options_row.addWidget(self.ensemble_check)
+        options_row.addWidget(self.all_bands_check)
+        options_row.addStretch(1)
+        form.addRow("", options_row)
 
         self.estimate_label = QLabel(self)
         self.estimate_label.setObjectName("estimateLabel")
@@ -660,8 +666,15 @@ class ZoomDialog(QDialog):
         del lr, sr  # release the files before they may be deleted
         self.preview_images = (bicubic, mlin)
         for pane, image in ((self.bicubic_pane, bicubic), (self.sr_pane, mlin)):
+            # both panes at the same magnification, filling the pane: enlarged by whole pixels (nearest,
+            # so what is shown is the output's own pixels, not a screen smoothing), shrunk smoothly
             pixmap = QPixmap.fromImage(image)
-            if pixmap.width() > PANE_PX or pixmap.height() > PANE_PX:
+            factor = PANE_PX / max(pixmap.width(), pixmap.height())
+            if factor >= 2:
+                n = int(factor)
+                pixmap = pixmap.scaled(pixmap.width() * n, pixmap.height() * n, Qt.KeepAspectRatio,
+                                       Qt.FastTransformation)
+            elif factor < 1:
                 pixmap = pixmap.scaled(PANE_PX, PANE_PX, Qt.KeepAspectRatio, Qt.SmoothTransformation)
             pane.setPixmap(pixmap)
         self.preview_info.setText(f"×{self.scale():g}: {result.width} × {result.height} px. {text}")
