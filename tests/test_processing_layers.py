@@ -116,6 +116,12 @@ def test_virtual_raster_layer_is_read_through_its_provider(mlin_provider, tiny_m
         assert (part["WIDTH"], part["HEIGHT"]) == (100, 100)
         small, same = window_of(Path(result["OUTPUT"]), Path(part["OUTPUT"]))
         assert np.abs(small - same).max() <= 2
+        # a cluster's workers could not read the temporary copy: refused before anything is read
+        from qgis.core import QgsProcessingException
+
+        with pytest.raises(QgsProcessingException, match="is not a file"):
+            run({"INPUT": layer, "SCALE": 2, "MODEL_FILE": model, "CLUSTER": "tcp://127.0.0.1:1",
+                 "OUTPUT": str(tmp_path / "cluster.tif")})
     finally:
         QgsProject.instance().removeMapLayer(layer.id())
 

@@ -36,6 +36,7 @@ from ..qgis_common import (
     icon,
     max_scale,
     output_layer_name,
+    raster_file_path,
     shipped_models,
 )
 
@@ -269,6 +270,11 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
         if parameters.get(self.EXTENT) not in (None, ""):
             area = self.parameterAsExtent(parameters, self.EXTENT, context, layer.crs())
         resolution = self.parameterAsDouble(parameters, self.RESOLUTION, context) or None
+        if cluster and raster_file_path(layer) is None:
+            raise QgsProcessingException(
+                f"Layer '{layer.name()}' is not a file: it would be read into a temporary file on this computer, "
+                "which the cluster's workers cannot see; save it as a GeoTIFF in a shared folder first, or leave "
+                "CLUSTER empty.")
         try:
             source = layer_source(layer, area, resolution, feedback)
         except MlinCancelled:
@@ -288,10 +294,6 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
         from ..core import pipeline
         from ..core.errors import MlinCancelled, MlinError
 
-        if cluster and source.temporary is not None:
-            raise QgsProcessingException(
-                f"Layer '{layer.name()}' is read into a temporary file on this computer, which the cluster's "
-                "workers cannot see; save it as a GeoTIFF in a shared folder first, or leave CLUSTER empty.")
         request = pipeline.SuperResolveRequest(
             input_path=source.path, output_path=output, scale=scale, model=model, bands=bands,
             tile_size=tile_size, device=device, weights_map_path=weights_map, ensemble=ensemble,
