@@ -27,7 +27,7 @@ from osgeo import gdal
 from . import raster_io
 from .card import ModelCard
 from .engine import SuperResolver
-from .errors import MlinCancelled, MlinError, RasterError
+from .errors import MlinError, RasterError
 from .models import DECODER_FILE, DECODER_INT8_FILE, ENCODER_FILE
 from .pipeline import AtomicOutputs, RowBands, RunPlan, TileWriter, compute_tile, write_mask
 from .tiling import Tile
@@ -295,8 +295,7 @@ def _part_options(plan: RunPlan) -> list[str]:
     return raster_io.gtiff_options(plan.info.dtype, compress="NONE")
 
 
-def compute_block(src: gdal.Dataset, plan: RunPlan, engine: SuperResolver, block: Block, folder: Path,
-                  check_cancel: Callable[[], None] | None = None) -> PartRecord:
+def compute_block(src: gdal.Dataset, plan: RunPlan, engine: SuperResolver, block: Block, folder: Path) -> PartRecord:
     """Super-resolve one block's tiles into its part file (written beside, renamed when complete).
 
     A failure raises RasterError naming the block's output and input windows; no partial part is left."""
@@ -312,8 +311,6 @@ def compute_block(src: gdal.Dataset, plan: RunPlan, engine: SuperResolver, block
             raster_io.create_internal_mask(dst)
         writer = TileWriter(plan, dst, None, origin=(block.rows[0], block.cols[0]))
         for k, tile in enumerate(block.tiles):
-            if check_cancel is not None:
-                check_cancel()
             if k and tile.rows.out_start != block.tiles[k - 1].rows.out_start:
                 writer.end_row(tile.rows.out_start)
             writer.write(compute_tile(src, plan, engine, tile))
@@ -322,9 +319,6 @@ def compute_block(src: gdal.Dataset, plan: RunPlan, engine: SuperResolver, block
         raster_io.close(dst)
         dst = None
         os.replace(tmp, final)
-    except MlinCancelled:
-        raster_io.remove_raster_files(tmp)
-        raise
     except MlinError as exc:
         raster_io.remove_raster_files(tmp)
         raise RasterError(f"{block.describe()} of {plan.info.path} failed: {exc}") from None
