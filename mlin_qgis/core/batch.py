@@ -20,7 +20,8 @@ from osgeo import gdal
 
 from .card import ModelCard
 from .errors import ConfigError, MlinCancelled, MlinError
-from .models import DECODER_FILE, resolve_model
+from .auto import wants_auto
+from .models import AUTO_MODEL, decoder_file, resolve_model, spec_variant
 from .pipeline import SuperResolveRequest
 
 log = logging.getLogger("mlin_qgis")
@@ -85,15 +86,16 @@ def outputs_for(inputs: Sequence[str], out_folder: Path) -> list[Path]:
 
 
 def existing_output(output: Path, source: str, scale: float, model: str) -> str | None:
-    """None when ``output`` does not exist; "" when it is complete for this input, scale and model;
-    otherwise what differs, in words."""
+    """None when ``output`` does not exist; "" when it is complete for this input, scale and model
+    (``auto``: made by auto, whichever model it picked); otherwise what differs, in words."""
     if not output.exists():
         return None
     ds = gdal.OpenEx(str(output), gdal.OF_RASTER | gdal.OF_READONLY)
     if ds is None:
         return "it is not a readable raster"
     md = ds.GetMetadata() or {}
-    want = {"MLIN_SOURCE": Path(source).name, "MLIN_SCALE": f"{scale:g}", "MLIN_MODEL": model}
+    want = {"MLIN_SOURCE": Path(source).name, "MLIN_SCALE": f"{scale:g}"}
+    want["MLIN_MODEL_ASKED" if model == AUTO_MODEL else "MLIN_MODEL"] = model
     diffs = [f"{key.split('_', 1)[1].lower()} {md.get(key, 'unknown')} instead of {value}"
              for key, value in want.items() if md.get(key) != value]
     return "; ".join(diffs)
@@ -117,8 +119,11 @@ def run_batch(inputs: Sequence[str], out_folder: Path, make_request: Callable[[s
         start = time.perf_counter()
         try:
             if model_name is None:
-                card = ModelCard.from_onnx(resolve_model(request.model) / DECODER_FILE)
-                model_name = f"{card.name} {card.version}"
+                if wants_auto(request.model):
+                    model_name = AUTO_MODEL
+                else:
+                    card = ModelCard.from_onnx(resolve_model(request.model) / decoder_file(spec_variant(request.model)))
+                    model_name = f"{card.name} {card.version}"
             state = existing_output(out, src, float(request.scale), model_name)
             if state == "" and not overwrite:
                 item.status, item.message = SKIPPED, "already complete"

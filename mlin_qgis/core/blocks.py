@@ -28,7 +28,6 @@ from . import raster_io
 from .card import ModelCard
 from .engine import SuperResolver
 from .errors import MlinError, RasterError
-from .models import DECODER_FILE, DECODER_INT8_FILE, ENCODER_FILE
 from .pipeline import AtomicOutputs, RowBands, RunPlan, TileWriter, compute_tile, write_mask
 from .tiling import Tile
 
@@ -124,11 +123,10 @@ def plan_blocks(tiles: Sequence[Tile], block_px: int = DEFAULT_BLOCK_PX) -> list
 _model_hashes: dict[tuple[str, int, int], str] = {}
 
 
-def model_hash(model_dir: Path, precision: str = "fp32") -> str:
+def model_hash(files: Sequence[Path]) -> str:
     """SHA-256 of the encoder and decoder files that run (cached per file size and mtime)."""
     digest = hashlib.sha256()
-    for name in (ENCODER_FILE, DECODER_INT8_FILE if precision == "int8" else DECODER_FILE):
-        path = model_dir / name
+    for path in files:
         st = path.stat()
         key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
         if key not in _model_hashes:
@@ -154,7 +152,7 @@ def _input_stamp(source: str) -> list[int] | None:
     return [st.st_size, st.st_mtime_ns]
 
 
-def run_parameters(plan: RunPlan, source: str, model_dir: Path, card: ModelCard, block_px: int,
+def run_parameters(plan: RunPlan, source: str, model_files: Sequence[Path], card: ModelCard, block_px: int,
                    precision: str = "fp32") -> dict[str, Any]:
     """What the parts depend on; a resume must match all of it. (Output compression, COG, device and
     threads are left out: they change the final file's encoding or the speed, not the parts' pixels.)"""
@@ -171,7 +169,7 @@ def run_parameters(plan: RunPlan, source: str, model_dir: Path, card: ModelCard,
         "ensemble": plan.ensemble,
         "precision": precision,
         "model": f"{card.name} {card.version}",
-        "model_sha256": model_hash(model_dir, precision),
+        "model_sha256": model_hash(model_files),
     }
 
 

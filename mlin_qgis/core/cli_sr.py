@@ -36,17 +36,21 @@ def _extent(text: str) -> list[float]:
 
 
 def _installed_models_help() -> str:
-    """'name (default): when to use it; name: ...' from the installed models' cards."""
+    """'auto (default): ...; name: when to use it; ...' from the router and the installed models' cards."""
+    from .auto import AUTO_DESCRIPTION, auto_available
     from .models import available_models
 
     try:
         entries = available_models()
+        auto = auto_available()
     except Exception as exc:  # a help text must never fail
         return f"(cannot list them: {exc})"
     if not entries:
         return "none"
-    return "; ".join(f"{e.name}{' (default)' if i == 0 else ''}: {e.card.description or e.card.method}"
-                     for i, e in enumerate(entries))
+    items = [f"auto (default): {AUTO_DESCRIPTION}"] if auto else []
+    items += [f"{e.name}{' (default)' if i == 0 and not auto else ''}: {e.card.description or e.card.method}"
+              for i, e in enumerate(entries)]
+    return "; ".join(items)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -227,6 +231,8 @@ def report(result: Any, lines: list[tuple[str, str]]) -> None:
     for warning in result.warnings:
         say(f"warning: {warning}")
     print(f"model:    {result.model}")
+    if getattr(result, "route", ""):
+        print(f"route:    {result.route}")
     for name, value in lines:
         print(f"{name + ':':<10}{value}")
     print(f"output:   {result.output_path} ({result.width} x {result.height} px, "

@@ -279,6 +279,7 @@ class ClusterResult:
     provider: str = "Dask"  # where it ran, in words (the Processing algorithm's PROVIDER output)
     timings: dict[str, float] = field(default_factory=dict)  # seconds: plan, blocks, assemble
     block_px: int = 0
+    route: str = ""  # what `auto` picked and why
 
 
 def superresolve_on_cluster(request: SuperResolveRequest, session: ClusterSession,
@@ -299,12 +300,12 @@ def superresolve_on_cluster(request: SuperResolveRequest, session: ClusterSessio
                           "cluster, or run without the cluster to get it.")
     source = str(request.input_path)
     src = raster_io.open_raster(source)
-    plan, engine = plan_run(request, src, lambda: SuperResolver(request.model, device="cpu", threads=1,
+    plan, engine = plan_run(request, src, lambda spec: SuperResolver(spec, device="cpu", threads=1,
                                                                 precision=request.precision))
     folder = parts_folder(plan.output_path)
     block_px = chosen_px or _automatic_block_px(plan, folder, config.restart, session.total_threads())
     blocks = plan_blocks(plan.tiles, block_px)
-    parameters = run_parameters(plan, source, engine.model_dir, engine.card, block_px, request.precision)
+    parameters = run_parameters(plan, source, engine.files, engine.card, block_px, request.precision)
     manifest = open_manifest(folder, parameters, len(blocks), config.restart)
     out_h, out_w = plan.window_size
     todo = [b for b in blocks if b.index not in manifest.parts]
@@ -333,7 +334,8 @@ def superresolve_on_cluster(request: SuperResolveRequest, session: ClusterSessio
     sx, sy = plan.scale_xy
     return ClusterResult(plan.output_path, out_w, out_h, sx, sy, len(blocks), reused, len(todo), seconds,
                          out_w * out_h / 1e6 / max(seconds, 1e-9), f"{engine.card.name} {engine.card.version}",
-                         session.describe(), list(plan.warnings), f"Dask cluster: {session.describe()}", timings, block_px)
+                         session.describe(), list(plan.warnings), f"Dask cluster: {session.describe()}", timings, block_px,
+                         plan.route)
 
 
 def _automatic_block_px(plan: RunPlan, folder: Path, restart: bool, threads: int) -> int:
@@ -355,7 +357,7 @@ def _run_blocks(plan: RunPlan, todo: list[Block], source: str, folder: Path, eng
     hosts = session.threads_by_host()
     key = manifest.parameters["model_sha256"][:8] + manifest.parameters["input"][-16:].replace("/", "_")
     futures = {
-        client.submit(run_block, lean_plan, block, source, str(folder), str(engine.model_dir), request.device,
+        client.submit(run_block, lean_plan, block, source, str(folder), engine.model_spec, request.device,
                       hosts, request.threads, request.precision, key=f"mlin-block-{key}-{block.index}-{time.time_ns()}",
                       priority=-block.index, pure=False): block
         for block in todo}

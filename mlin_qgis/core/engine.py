@@ -18,7 +18,7 @@ import numpy as np
 from .card import ModelCard, _short
 from .devices import DEVICES
 from .errors import MlinError
-from .models import DECODER_FILE, DECODER_INT8_FILE, ENCODER_FILE, PRECISIONS, resolve_model
+from .models import ENCODER_FILE, PRECISIONS, VARIANT_SEP, decoder_file, resolve_model, spec_variant
 from .tiling import halo_for, plan_tiles, query_coords
 
 log = logging.getLogger("mlin_qgis")
@@ -78,12 +78,15 @@ class SuperResolver:
         if self.config.chunk is not None and self.config.chunk < 1:
             raise MlinError(f"chunk must be >= 1, got {chunk}.")
         self.model_dir: Path = resolve_model(model_path)
-        encoder_path, decoder_path = self.model_dir / ENCODER_FILE, self.model_dir / DECODER_FILE
-        if self.config.precision == "int8":
-            decoder_path = self.model_dir / DECODER_INT8_FILE
-            if not decoder_path.is_file():
-                raise MlinError(f"model {self.model_dir.name} has no int8 decoder ({DECODER_INT8_FILE}); make it "
-                                f"with `mlin quantize --model {self.model_dir}`, or use precision fp32.")
+        self.variant: str | None = spec_variant(model_path)
+        # What a worker process is given to load the same model (folder, plus @variant when there is one).
+        self.model_spec: str = str(self.model_dir) + (f"{VARIANT_SEP}{self.variant}" if self.variant else "")
+        encoder_path = self.model_dir / ENCODER_FILE
+        decoder_path = self.model_dir / decoder_file(self.variant, self.config.precision)
+        if not decoder_path.is_file():
+            raise MlinError(f"model {self.model_dir.name} has no int8 decoder ({decoder_path.name}); make it "
+                            f"with `mlin quantize --model {self.model_spec}`, or use precision fp32.")
+        self.files: tuple[Path, Path] = (encoder_path, decoder_path)
         self._encoder, self._decoder, self.provider = self._make_sessions(encoder_path, decoder_path)
         if self.config.chunk is None:
             self.config.chunk = DEFAULT_CHUNK if self.provider == CUDA else CPU_CHUNK
@@ -147,7 +150,9 @@ class SuperResolver:
         """The card from the already open sessions (both files carry it and must agree)."""
         enc = ModelCard.from_metadata(self._encoder.get_modelmeta().custom_metadata_map, str(encoder_path))
         dec = ModelCard.from_metadata(self._decoder.get_modelmeta().custom_metadata_map, str(decoder_path))
-        if (enc.name, enc.version) != (dec.name, dec.version):
+        # A variant decoder (decoder.<variant>.onnx) is named "<encoder's name>@<variant>".
+        expected = enc.name + (f"{VARIANT_SEP}{self.variant}" if self.variant else "")
+        if (expected, enc.version) != (dec.name, dec.version):
             raise MlinError(f"{encoder_path.parent}: encoder ({enc.name} {enc.version}) and decoder "
                             f"({dec.name} {dec.version}) come from different models; re-export the pair.")
         return dec

@@ -2,8 +2,14 @@
 
 Models live in ``<repo>/models/<name>/`` (checkout layout) or ``<plugin>/models/<name>/`` (the
 plugin zip); ``MLIN_MODELS_DIR`` (os.pathsep-separated) adds more roots, searched first. The default
-model is ``mlin-robust-ucmerced`` (robust to aliasing and JPEG, see its card) when installed, else the first
-one by name.
+model is ``auto`` (core/router.py: one of the installed models picked per raster from how the raster
+looks) when the router and every model it names are installed, else ``mlin-robust-ucmerced``
+(robust to aliasing and JPEG, see its card) when installed, else the first one by name.
+
+A model folder may hold more than one decoder on its encoder: ``decoder.onnx`` and variants
+``decoder.<variant>.onnx`` (each with its own card), named ``<folder>@<variant>`` (e.g.
+``mlin-robust-ucmerced@sharp``). int8 files add ``.int8``: ``decoder.int8.onnx``,
+``decoder.<variant>.int8.onnx``.
 """
 from __future__ import annotations
 
@@ -15,6 +21,8 @@ from .card import ModelCard
 from .errors import MlinError
 
 DEFAULT_MODEL = "mlin-robust-ucmerced"
+AUTO_MODEL = "auto"
+VARIANT_SEP = "@"
 ENCODER_FILE = "encoder.onnx"
 DECODER_FILE = "decoder.onnx"
 # Optional third file: the decoder with its hidden layers quantised to int8 (`mlin quantize`).
@@ -30,6 +38,31 @@ class ModelEntry:
     name: str
     path: Path
     card: ModelCard
+
+
+def decoder_file(variant: str | None = None, precision: str = "fp32") -> str:
+    """The decoder's file name in a model folder for a variant (None: the folder's own) and precision."""
+    stem = "decoder" if not variant else f"decoder.{variant}"
+    return f"{stem}.int8.onnx" if precision == "int8" else f"{stem}.onnx"
+
+
+def split_spec(spec: str | os.PathLike) -> tuple[str, str | None]:
+    """"name@variant" -> ("name", "variant"); anything else (a path, a plain name) -> (spec, None)."""
+    text = str(spec)
+    base, sep, variant = text.rpartition(VARIANT_SEP)
+    if not sep or not base or not variant or any(ch in variant for ch in "/\\.") or Path(text).exists():
+        return text, None
+    return base, variant
+
+
+def decoder_variants(folder: Path) -> list[str]:
+    """The variants of a model folder: decoder.<variant>.onnx files other than the int8 ones."""
+    out = []
+    for path in sorted(folder.glob("decoder.*.onnx")):
+        variant = path.name[len("decoder."):-len(".onnx")]
+        if variant and "." not in variant and variant != "int8":
+            out.append(variant)
+    return out
 
 
 def model_roots() -> list[Path]:
@@ -59,6 +92,17 @@ def _model_dirs() -> dict[str, Path]:
     return found
 
 
+def spec_variant(spec: str | os.PathLike | None) -> str | None:
+    """The decoder variant named by a model spec (None: the folder's own decoder.onnx)."""
+    if spec is None:
+        return None
+    path = Path(str(spec)).expanduser()
+    if path.suffix.lower() == ".onnx" and path.name.startswith("decoder.") and path.name != DECODER_FILE:
+        variant = path.name[len("decoder."):-len(".onnx")].removesuffix(".int8").removesuffix("int8")
+        return variant or None
+    return split_spec(spec)[1]
+
+
 def _ordered(names: list[str]) -> list[str]:
     names = sorted(names)
     if DEFAULT_MODEL in names:
@@ -76,19 +120,34 @@ def available_models() -> list[ModelEntry]:
     dirs = _model_dirs()
     entries = []
     for name in _ordered(list(dirs)):
-        try:
-            card = ModelCard.from_onnx(dirs[name] / DECODER_FILE)
-        except MlinError:
-            continue
-        entries.append(ModelEntry(name=name, path=dirs[name], card=card))
+        for variant in [None, *decoder_variants(dirs[name])]:
+            try:
+                card = ModelCard.from_onnx(dirs[name] / decoder_file(variant))
+            except MlinError:
+                continue
+            label = name if variant is None else f"{name}{VARIANT_SEP}{variant}"
+            entries.append(ModelEntry(name=label, path=dirs[name], card=card))
     return entries
 
 
 def resolve_model(name_or_path: str | os.PathLike | None = None) -> Path:
-    """The folder of a model given by name, folder, or path to its encoder/decoder ``.onnx``.
+    """The folder of a model given by name (``name@variant`` too), folder, or path to its ``.onnx``.
 
-    ``None`` means the default model. Unknown names raise an MlinError that lists the choices.
+    ``None`` means the default concrete model (``auto`` is resolved per raster by core/auto.py, not
+    here). Unknown names and variants raise an MlinError that lists the choices.
     """
+    if name_or_path is not None and str(name_or_path).strip() == AUTO_MODEL:
+        raise MlinError(f"'{AUTO_MODEL}' picks a model per raster; it has no folder of its own "
+                        f"(this is a bug in the caller: resolve it with core.auto first).")
+    if name_or_path is not None:
+        base, variant = split_spec(name_or_path)
+        if variant is not None:
+            folder = resolve_model(base)
+            if not (folder / decoder_file(variant)).is_file():
+                have = ", ".join(f"{base}{VARIANT_SEP}{v}" for v in decoder_variants(folder)) or "none"
+                raise MlinError(f"model {base} has no decoder variant {variant!r} ({decoder_file(variant)}); "
+                                f"its variants: {have}.")
+            return folder
     dirs = _model_dirs()
     if name_or_path is None or str(name_or_path).strip() == "":
         if not dirs:

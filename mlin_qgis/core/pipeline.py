@@ -30,7 +30,8 @@ from . import raster_io
 from .card import ModelCard
 from .engine import CPU, CUDA, SuperResolver, check_ensemble, cuda_offered
 from .errors import MlinCancelled, MlinError
-from .models import DECODER_FILE, resolve_model
+from .auto import choose_model, timing_model, wants_auto
+from .models import AUTO_MODEL, decoder_file, resolve_model, spec_variant
 from .normalise import BandStats, StatsConfig, avoid_value, band_stats, dtype_info, from_unit, to_unit
 from .raster_io import BandPlan, RasterInfo
 from .tiling import Tile, clip_tiles, halo_for, nearest_index, out_range, output_size, plan_tiles
@@ -104,6 +105,7 @@ class SuperResolveResult:
     weights_map_path: Path | None = None
     model: str = ""
     tiles: int = 0
+    route: str = ""  # what `auto` picked and why
 
 
 @dataclass
@@ -293,7 +295,8 @@ def _default_tile(provider: str, scale: float) -> int:
 
 def _prepare_output(path: Path, info: RasterInfo, plan: BandPlan, size: tuple[int, int],
                     gt: tuple[float, ...] | None, nodata: list[float | None], per_dataset_mask: bool,
-                    card: ModelCard, scale: float, compress: str = raster_io.DEFAULT_COMPRESSION) -> gdal.Dataset:
+                    card: ModelCard, scale: float, compress: str = raster_io.DEFAULT_COMPRESSION,
+                    route: str = "") -> gdal.Dataset:
     out_h, out_w = size
     groups_rgb = len(plan.groups) == 1 and len(plan.groups[0]) == 3 and \
         [info.color_interp[b - 1] for b in plan.groups[0]] == list(raster_io.RGB_INTERP)
@@ -303,6 +306,8 @@ def _prepare_output(path: Path, info: RasterInfo, plan: BandPlan, size: tuple[in
     metadata = {k: v for k, v in info.metadata.items() if not k.startswith("TIFFTAG_")}
     metadata.update({"MLIN_MODEL": f"{card.name} {card.version}", "MLIN_SCALE": f"{scale:g}",
                      "MLIN_SOURCE": Path(info.path).name})
+    if route:  # `auto` picked the model: say so, and why (batch compares MLIN_MODEL_ASKED)
+        metadata.update({"MLIN_MODEL_ASKED": AUTO_MODEL, "MLIN_ROUTE": route})
     ds.SetMetadata(metadata)
     for i, src in enumerate(plan.output_bands):
         band = ds.GetRasterBand(i + 1)
@@ -349,6 +354,7 @@ class RunPlan:
     cog: bool
     compression: str
     warnings: tuple[str, ...]
+    route: str = ""  # what `auto` picked and why ("" when a model was named)
 
     @property
     def window_size(self) -> tuple[int, int]:
@@ -404,11 +410,12 @@ def _transform_extent(extent: tuple[float, float, float, float], source: str, ta
 
 
 def plan_run(request: SuperResolveRequest, src: gdal.Dataset,
-             make_engine: Callable[[], SuperResolver]) -> tuple[RunPlan, SuperResolver]:
+             make_engine: Callable[[str | os.PathLike | None], SuperResolver]) -> tuple[RunPlan, SuperResolver]:
     """Validate a request against its raster and model and plan the whole run (raises MlinError).
 
-    The cheap checks (paths, bands, options) come first; the model is loaded (``make_engine``) only
-    when they pass, so a typo is reported at once, not after a model load."""
+    The cheap checks (paths, bands, options) come first; the model is loaded (``make_engine(spec)``)
+    only when they pass, so a typo is reported at once, not after a model load. ``auto`` (or no model,
+    when the router is installed) is resolved here to one concrete model for the whole raster."""
     scale = check_scale(request.scale)
     in_path = Path(request.input_path)
     info = raster_io.describe(src, request.input_path)
@@ -420,7 +427,13 @@ def plan_run(request: SuperResolveRequest, src: gdal.Dataset,
     tile_size = check_tile_size(request.tile_size)
     check_ensemble(request.ensemble)
     compression = raster_io.check_compression(request.compression)
-    engine = make_engine()
+    lr_window = extent_window(info, request.extent, request.extent_crs)
+    stats = compute_stats(src, info, bands)
+    spec, route = request.model, ""
+    if wants_auto(spec):  # one model for the whole raster, picked from how it looks (core/auto.py)
+        decision = choose_model(src, info, bands, stats, lr_window)
+        spec, route = decision.model, decision.describe()
+    engine = make_engine(spec)
     warnings = check_scale_for_model(scale, engine.card)
     if weights_path is not None and not engine.has_weights:
         raise MlinError(f"model {engine.card.name} does not output mixing weights, so no weights map can be "
@@ -428,7 +441,6 @@ def plan_run(request: SuperResolveRequest, src: gdal.Dataset,
 
     grid_h, grid_w = output_size((info.height, info.width), scale)
     sy, sx = grid_h / info.height, grid_w / info.width
-    lr_window = extent_window(info, request.extent, request.extent_crs)
     if lr_window is None:
         window = (0, grid_h, 0, grid_w)
     else:
@@ -442,7 +454,6 @@ def plan_run(request: SuperResolveRequest, src: gdal.Dataset,
     if weights_path is not None and weights_path.parent.resolve() != out_path.parent.resolve():
         check_free_space(weights_path.parent, estimate_bytes(out_w, out_h, 1, 4), "weights map")
 
-    stats = compute_stats(src, info, bands)
     nodata = _output_nodata(info, bands)
     masked = any(not (f & gdal.GMF_ALL_VALID) for f in (info.mask_flags[b - 1] for b in bands.data_bands)) \
         or info.dtype.is_float
@@ -462,7 +473,7 @@ def plan_run(request: SuperResolveRequest, src: gdal.Dataset,
                    geotransform=gt, nodata=tuple(nodata),
                    masked=masked, per_dataset_mask=per_dataset_mask, stats=stats, tile_size=tile_size,
                    tiles=tuple(tiles), ensemble=int(request.ensemble), cog=bool(request.cog), compression=compression,
-                   warnings=tuple(warnings))
+                   warnings=tuple(warnings), route=route)
     return plan, engine
 
 
@@ -484,7 +495,8 @@ class AtomicOutputs:
     def __enter__(self) -> "AtomicOutputs":
         plan = self.plan
         self.dst = _prepare_output(self.tmp_out, plan.info, plan.bands, plan.window_size, plan.geotransform,
-                                   list(plan.nodata), plan.per_dataset_mask, self.card, plan.scale, plan.compression)
+                                   list(plan.nodata), plan.per_dataset_mask, self.card, plan.scale, plan.compression,
+                                   plan.route)
         if self.tmp_weights is not None:
             out_h, out_w = plan.window_size
             self.wdst = raster_io.create_gtiff(self.tmp_weights, out_w, out_h, 1, _FLOAT32,
@@ -699,9 +711,11 @@ def superresolve(request: SuperResolveRequest, progress: ProgressFn | None = Non
     start = time.perf_counter()
     check_scale(request.scale)
     src = raster_io.open_raster(request.input_path)
-    plan, engine = plan_run(request, src, lambda: SuperResolver(request.model, device=request.device,
-                                                                threads=request.threads,
-                                                                precision=request.precision))
+    plan, engine = plan_run(request, src, lambda spec: SuperResolver(spec, device=request.device,
+                                                                     threads=request.threads,
+                                                                     precision=request.precision))
+    if plan.route:
+        log.info("%s", plan.route)
     info, (out_h, out_w) = plan.info, plan.window_size
     log.info("%s: %d x %d -> %d x %d px (x%.4g / x%.4g), %d tile(s) of %d LR px, halo %d, bands %s, ensemble %d",
              plan.input_path.name, info.width, info.height, out_w, out_h, *plan.scale_xy, len(plan.tiles),
@@ -745,7 +759,8 @@ def superresolve(request: SuperResolveRequest, progress: ProgressFn | None = Non
     return SuperResolveResult(output_path=plan.output_path, provider=engine.provider, width=out_w, height=out_h,
                               scale_x=sx, scale_y=sy, seconds=seconds, mpx_per_s=mpx / max(seconds, 1e-9),
                               warnings=list(plan.warnings), weights_map_path=plan.weights_path,
-                              model=f"{engine.card.name} {engine.card.version}", tiles=len(plan.tiles))
+                              model=f"{engine.card.name} {engine.card.version}", tiles=len(plan.tiles),
+                              route=plan.route)
 
 
 def _translate_cog(src_path: Path, dst_path: Path, info: RasterInfo,
@@ -811,7 +826,7 @@ def estimate(input_path: str | os.PathLike, scale: float, model: str | os.PathLi
     size = estimate_bytes(out_w, out_h, len(plan.output_bands), info.dtype.itemsize)
     out_mpx = out_w * out_h / 1e6
     groups = len(plan.groups)
-    model_dir = resolve_model(model)
+    model_dir = resolve_model(timing_model(model))
     try:
         rate = throughput(model_dir, device, threads)
     except MlinError as exc:
@@ -822,7 +837,7 @@ def estimate(input_path: str | os.PathLike, scale: float, model: str | os.PathLi
     if last:
         return Estimate(out_w, out_h, size, out_mpx * groups * passes / last,
                         f"the last run in this session ({last:.3g} Mpx/s)")
-    halo = halo_for(ModelCard.from_onnx(model_dir / DECODER_FILE).receptive_field)
+    halo = halo_for(ModelCard.from_onnx(model_dir / decoder_file(spec_variant(timing_model(model)))).receptive_field)
     tiles = plan_tiles((info.height, info.width), (grid_h, grid_w),
                        check_tile_size(tile_size) or _default_tile(rate.provider, scale), halo)
     if lr_window is not None:

@@ -35,6 +35,7 @@ from mlin_qgis.ml.metrics import psnr, ssim
 from mlin_qgis.ml.resize import resize_bicubic
 
 BICUBIC = "bicubic"
+AUTO = "auto"  # --checkpoint auto: the router's pick per image (core/auto.py)
 PROTOCOLS = ("mlin", "funsr")
 FUNSR_LR = 48
 
@@ -135,8 +136,9 @@ class OnnxMethod:
 
         path = Path(folder)
         precision = "int8" if path.name == DECODER_INT8_FILE else "fp32"  # FOLDER/decoder.int8.onnx: int8
-        self.folder = path.parent if path.is_file() else path
-        self.engine = SuperResolver(self.folder, device="cpu", threads=threads, precision=precision)
+        spec = path.parent if path.is_file() else folder  # FOLDER or FOLDER@variant
+        self.engine = SuperResolver(spec, device="cpu", threads=threads, precision=precision)
+        self.folder = self.engine.model_dir
         self.ensemble = ensemble
 
     def super_resolve(self, lr: torch.Tensor, out_size: tuple[int, int], chunk: int = 65536) -> torch.Tensor:
@@ -145,11 +147,41 @@ class OnnxMethod:
         return torch.from_numpy(np.stack(outs))
 
 
+class AutoMethod:
+    """``auto``: per image, the router's pick (from the LR alone) run by that model's engine, which is
+    what `sr --model auto` does for a raster. ``picks`` records each image's class."""
+
+    def __init__(self, threads: int | None = None, ensemble: int = 1) -> None:
+        from mlin_qgis.core.auto import wants_auto
+
+        wants_auto(AUTO)  # a clear error when no router (or a model it names) is installed
+        self.threads, self.ensemble = threads, ensemble
+        self.engines: dict[str, Any] = {}
+        self.picks: list[str] = []
+
+    def super_resolve(self, lr: torch.Tensor, out_size: tuple[int, int], chunk: int = 65536) -> torch.Tensor:
+        from mlin_qgis.core.auto import classify_image
+        from mlin_qgis.core.engine import SuperResolver
+
+        outs = []
+        for img in lr:
+            arr = img.numpy().astype(np.float32)
+            decision = classify_image(arr.transpose(1, 2, 0))
+            if decision.model not in self.engines:
+                self.engines[decision.model] = SuperResolver(decision.model, device="cpu", threads=self.threads)
+            self.picks.append(decision.label)
+            outs.append(self.engines[decision.model].upscale(arr, tuple(out_size), clip=False, ensemble=self.ensemble))
+        return torch.from_numpy(np.stack(outs))
+
+
 def _is_onnx_folder(item: Any) -> bool:
-    """A model folder, or its int8 decoder file (FOLDER/decoder.int8.onnx evaluates --precision int8)."""
+    """A model folder, FOLDER@variant (its decoder.<variant>.onnx), or its int8 decoder file
+    (FOLDER/decoder.int8.onnx evaluates --precision int8)."""
     if not isinstance(item, (str, os.PathLike)):
         return False
-    path = Path(item)
+    from mlin_qgis.core.models import split_spec
+
+    path = Path(split_spec(item)[0])
     return (path / "encoder.onnx").is_file() or (path.name == "decoder.int8.onnx" and path.is_file())
 
 
@@ -163,13 +195,16 @@ def _load_methods(checkpoints: Mapping[str, Any], ensemble: int = 1) -> dict[str
         if not hasattr(item, "super_resolve") and not isinstance(item, (str, os.PathLike)):
             raise ConfigError(f"checkpoint {name}: expected a .pth path or a model with .super_resolve, "
                              f"got {type(item).__name__}")
-        if not hasattr(item, "super_resolve") and not Path(item).is_file() and not _is_onnx_folder(item):
+        if not hasattr(item, "super_resolve") and str(item) != AUTO and not Path(item).is_file() \
+                and not _is_onnx_folder(item):
             raise ConfigError(f"checkpoint {name}: {item} does not exist; pass the path of a .pth file "
                              "or of a model folder holding encoder.onnx and decoder.onnx")
     models: dict[str, Any] = {}
     for name, item in checkpoints.items():
         if hasattr(item, "super_resolve"):
             models[name] = item
+        elif str(item) == AUTO:
+            models[name] = AutoMethod(threads=torch.get_num_threads(), ensemble=ensemble)
         elif _is_onnx_folder(item):
             models[name] = OnnxMethod(item, threads=torch.get_num_threads(), ensemble=ensemble)
         else:
@@ -279,6 +314,8 @@ def evaluate(checkpoints: Mapping[str, Any], data_dir: str | Path, scales: Any,
     keys = [scale_key(s) for s in scale_list]
     per_image: dict[str, dict[str, dict[str, list[float]]]] = {
         m: {k: {"psnr": [], "ssim": []} for k in keys} for m in methods}
+    routes: dict[str, dict[str, list[str]]] = {m: {k: [] for k in keys} for m, obj in models.items()
+                                                if hasattr(obj, "picks")}
 
     bar = tqdm(images, desc="evaluate", unit="img", disable=not progress, file=sys.stderr)
     with torch.inference_mode():
@@ -299,6 +336,8 @@ def evaluate(checkpoints: Mapping[str, Any], data_dir: str | Path, scales: Any,
                         raise ConfigError(f"{name} returned {tuple(sr.shape)} for output size {(h, w)}; "
                                          "super_resolve must return (B,3,H,W)")
                     outputs[name] = sr.float().cpu()
+                    if name in routes:
+                        routes[name][key].append(model.picks[-1])
                 for name, sr in outputs.items():
                     per_image[name][key]["psnr"].append(psnr(sr[0], hr[0], shave=shave))
                     per_image[name][key]["ssim"].append(ssim(sr[0], hr[0], shave=shave))
@@ -325,6 +364,8 @@ def evaluate(checkpoints: Mapping[str, Any], data_dir: str | Path, scales: Any,
         "mean": mean,
         "per_image": per_image,
     }
+    if routes:  # which model `auto` picked for each image
+        results["routes"] = routes
     if out_dir is not None:
         write_results(results, out_dir)
     return results

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import warnings
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
@@ -211,6 +212,51 @@ def ship_checkpoint(checkpoint: str | Path, out_dir: str | Path, training_data: 
     return paths
 
 
+def encoder_weights_equal(a: str | Path, b: str | Path) -> bool:
+    """Whether two encoder.onnx files hold the same weights (cards and graph names may differ)."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    def weights(path: str | Path) -> list[Any]:
+        return sorted((numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer),
+                      key=lambda arr: (arr.shape, float(np.asarray(arr, np.float64).sum())))
+
+    wa, wb = weights(a), weights(b)
+    return len(wa) == len(wb) and all(x.shape == y.shape and np.array_equal(x, y) for x, y in zip(wa, wb))
+
+
+def ship_variant(checkpoint: str | Path, folder: str | Path, variant: str, training_data: str, hardware: str,
+                 description: str) -> Path:
+    """A run trained on a model folder's FROZEN encoder -> ``decoder.<variant>.onnx`` in that folder.
+
+    Refused unless the run's encoder weights equal the folder's encoder.onnx (a decoder only makes
+    sense on the encoder it was trained with). The card is named "<folder's name>@<variant>" with the
+    folder's version, which is how the engine pairs it with the folder's encoder."""
+    import tempfile
+
+    from ..core.models import decoder_file
+
+    folder = Path(folder)
+    if not (folder / ENCODER_FILE).is_file():
+        raise ConfigError(f"{folder} is not a model folder (no {ENCODER_FILE}); pass the folder the variant belongs to")
+    if not variant.isidentifier() or variant == "int8":
+        raise ConfigError(f"variant name {variant!r} must be a plain word (letters, digits, _), not int8")
+    base = ModelCard.from_onnx(folder / DECODER_FILE)
+    with tempfile.TemporaryDirectory(prefix="mlin-variant-") as tmp:
+        out = Path(tmp) / folder.name
+        ship_checkpoint(checkpoint, out, training_data, hardware, description=description, keep_pth=False)
+        if not encoder_weights_equal(out / ENCODER_FILE, folder / ENCODER_FILE):
+            raise ConfigError(f"{checkpoint} was not trained on the encoder of {folder} (the weights differ); "
+                              f"a variant must keep that folder's encoder frozen.")
+        update_card(out, name=f"{base.name}@{variant}", version=base.version)
+        target = folder / decoder_file(variant)
+        tmp_target = folder / f".{target.name}.tmp"
+        shutil.copyfile(out / DECODER_FILE, tmp_target)
+        tmp_target.replace(target)
+    return target
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, help="a .pth checkpoint (MLIN or official LIIF)")
     parser.add_argument("--out", required=True, help="folder for encoder.onnx and decoder.onnx")
@@ -223,6 +269,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hardware", default=None, help="with --ship: what the training ran on, in words")
     parser.add_argument("--description", default=None, help="with --ship: the card's one-line 'when to use it'")
     parser.add_argument("--no-pth", action="store_true", help="with --ship: do not keep the slim .pth")
+    parser.add_argument("--variant", default=None, metavar="NAME",
+                        help="with --ship: write only the decoder, as --out/decoder.NAME.onnx of the existing model "
+                             "folder --out whose frozen encoder the run was trained on (used as --model FOLDER@NAME)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -233,6 +282,9 @@ def run(args: argparse.Namespace) -> int:
     if args.ship:
         if not (args.training_data and args.hardware):
             raise ConfigError("--ship needs --training-data and --hardware (they go into the model card)")
+        if args.variant:
+            print(f"wrote {ship_variant(args.checkpoint, args.out, args.variant, args.training_data, args.hardware, args.description or '')}")
+            return 0
         enc, dec = ship_checkpoint(args.checkpoint, args.out, args.training_data, args.hardware, quality,
                                    args.description, keep_pth=not args.no_pth)
     else:

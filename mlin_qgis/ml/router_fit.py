@@ -1,0 +1,266 @@
+"""Fit the router (mlin_qgis.core.router) on degraded TRAINING images: `mlin fit-router`.
+
+Each sample is one training image made low-resolution at a random scale (log-uniform x1.2-x8) by a
+chain drawn a third each from:
+
+* ``clean``  antialiased bicubic, 8-bit (what the clean-trained model expects);
+* ``sharp``  no prefilter (bicubic without antialiasing, nearest), at most faint noise (a sharp,
+  aliasing sensor);
+* ``other``  a broad random mix: blur, JPEG, visible noise, the other kernels.
+
+Every route's model is run on every sample (a 96x96 window of its HR) and the router is fitted to
+minimise the dB lost against the per-sample best route (softmax regression on quadratic terms of
+the standardised features; full-batch gradient descent). So it learns what matters: an aliased
+input decoded by the clean model loses ~3 dB, a clean one decoded by the general model ~0.4 dB, and
+a featureless image costs nothing whichever route it takes. The class labels are only reported (a
+confusion table). Deterministic per seed; val is never read.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mlin_qgis.core.router import FEATURE_NAMES, Router, expand, lr_features, luminance
+from mlin_qgis.ml.degradation import Degradation, DegradationConfig, draw, make_lr
+from mlin_qgis.ml.images import list_images, load_image
+
+log = logging.getLogger(__name__)
+
+CLASSES = ("clean", "sharp", "other")
+DEFAULT_ROUTES = {"clean": "mlin-edsr-ucmerced", "sharp": "mlin-robust-ucmerced@sharp",
+                  "other": "mlin-robust-ucmerced"}
+DESCRIPTIONS = {
+    "clean": "looks like a clean antialiased downsample: the model trained on clean LR",
+    "sharp": "looks sampled without an antialiasing filter (aliased edges): the sharp-input decoder",
+    "other": "blurred, JPEG-compressed, noisy or mixed: the general robust decoder",
+}
+
+
+@dataclass
+class RouterFitConfig:
+    data_root: str = "../shared/data/ucmerced/train"
+    samples_per_image: int = 1
+    scale_min: float = 1.2
+    scale_max: float = 8.0
+    sharp_noise_max: float = 1.5  # DN; a sharp chain with more noise than this is "other"
+    terms: str = "quadratic"
+    l2: float = 1e-3
+    steps: int = 3000
+    seed: int = 0
+
+
+def labelled_chain(rng: np.random.Generator, scale: float, cfg: RouterFitConfig) -> tuple[str, Degradation]:
+    """One chain and its class: a third each drawn for clean, sharp and the broad mix (relabelled
+    when the broad draw happens to be clean or sharp)."""
+    u = rng.random()
+    if u < 1 / 3:
+        return "clean", Degradation()
+    if u < 2 / 3:
+        kernel = "bicubic-aliased" if rng.random() < 0.8 else "nearest"
+        noise = float(rng.uniform(0.3, cfg.sharp_noise_max)) if rng.random() < 0.3 else 0.0
+        return "sharp", Degradation(kernel=kernel, noise_sigma=noise, noise_seed=int(rng.integers(2**31)))
+    chain = draw(rng, scale, DegradationConfig(p_clean=0.0, p_blur=0.5, p_noise=0.5, p_jpeg=0.5,
+                                               noise_sigma=(1.0, 8.0), jpeg_quality=(30, 95)))
+    return label_of(chain, cfg), chain
+
+
+def label_of(chain: Degradation, cfg: RouterFitConfig) -> str:
+    if chain.blur_sigma is not None or chain.jpeg_quality is not None:
+        return "other"
+    if chain.kernel == "bicubic" and chain.noise_sigma == 0:
+        return "clean"
+    if chain.kernel in ("bicubic-aliased", "nearest") and chain.noise_sigma <= cfg.sharp_noise_max:
+        return "sharp"
+    return "other"
+
+
+@dataclass
+class Sample:
+    """One degraded training image: its LR (H, W, 3 floats), the centre window of its HR that the
+    routes are scored on, its class by construction and its features."""
+
+    lr: np.ndarray
+    hr_window: np.ndarray  # (3, h, w)
+    out_size: tuple[int, int]
+    rows: tuple[int, int]
+    cols: tuple[int, int]
+    label: int
+    features: np.ndarray
+
+
+def make_samples(cfg: RouterFitConfig, progress: bool = True, window: int = 96) -> list[Sample]:
+    """Degraded training images at random scales (log-uniform), `samples_per_image` per image."""
+    from mlin_qgis.ml.evaluate import protocol_sizes
+
+    images = list_images(cfg.data_root)
+    rng = np.random.default_rng(cfg.seed)
+    out: list[Sample] = []
+    for i, path in enumerate(images):
+        full = torch.from_numpy(load_image(path)).permute(2, 0, 1).float().div_(255.0).unsqueeze(0)
+        for _ in range(cfg.samples_per_image):
+            scale = float(math.exp(rng.uniform(math.log(cfg.scale_min), math.log(cfg.scale_max))))
+            (h, w), size = protocol_sizes(full.shape[-2], full.shape[-1], scale)
+            name, chain = labelled_chain(rng, scale, cfg)
+            hr = full[:, :, :h, :w]
+            lr = make_lr(hr, size, chain)[0].permute(1, 2, 0).numpy()
+            r0, c0 = (h - min(window, h)) // 2, (w - min(window, w)) // 2
+            rows, cols = (r0, r0 + min(window, h)), (c0, c0 + min(window, w))
+            out.append(Sample(lr=lr, hr_window=hr[0, :, rows[0]:rows[1], cols[0]:cols[1]].numpy(), out_size=(h, w),
+                              rows=rows, cols=cols, label=CLASSES.index(name), features=lr_features(luminance(lr))))
+        if progress and (i + 1) % 200 == 0:
+            log.info("router samples: %d / %d images", i + 1, len(images))
+    return out
+
+
+def route_psnr(samples: list[Sample], spec: str, threads: int = 1, progress: bool = True) -> np.ndarray:
+    """PSNR (dB) of one route's model on every sample's HR window (what a wrong pick would cost)."""
+    from mlin_qgis.core.engine import SuperResolver
+
+    engine = SuperResolver(spec, device="cpu", threads=threads)
+    out = np.empty(len(samples))
+    for k, smp in enumerate(samples):
+        lr = np.ascontiguousarray(smp.lr.transpose(2, 0, 1), dtype=np.float32)
+        (h, w), (oh, ow) = lr.shape[1:], smp.out_size
+        # encode only the LR the window reads (plus the engine's halo): the result is the whole image's
+        r0 = max(0, int(smp.rows[0] * h / oh) - engine.halo - 1)
+        r1 = min(h, int(math.ceil(smp.rows[1] * h / oh)) + engine.halo + 1)
+        c0 = max(0, int(smp.cols[0] * w / ow) - engine.halo - 1)
+        c1 = min(w, int(math.ceil(smp.cols[1] * w / ow)) + engine.halo + 1)
+        sr, _ = engine.super_resolve_window(np.ascontiguousarray(lr[:, r0:r1, c0:c1]), (r0, c0), (h, w),
+                                            smp.out_size, smp.rows, smp.cols)
+        mse = float(np.mean((np.round(sr * 255.0) / 255.0 - smp.hr_window) ** 2))
+        out[k] = 10 * np.log10(1.0 / max(mse, 1e-12))
+        if progress and (k + 1) % 200 == 0:
+            log.info("%s: %d / %d samples", spec, k + 1, len(samples))
+    return out
+
+
+def fit(features: np.ndarray, costs: np.ndarray, cfg: RouterFitConfig, classes: tuple[str, ...] = CLASSES,
+        routes: dict[str, str] | None = None) -> Router:
+    """Softmax regression that minimises the expected cost: the mean over samples of
+    sum_k p_k(x) * cost_k, where cost_k (dB) is how much worse route k is than the best route on that
+    sample, weighted per true class. Cost-sensitive by construction: where the routes do about equally
+    well (flat, featureless images) a wrong pick costs nothing and the fit does not care."""
+    mean, std = features.mean(axis=0), features.std(axis=0) + 1e-9
+    x = expand((features - mean) / std, cfg.terms)
+    k = costs.shape[1]
+    w = np.zeros((x.shape[1], k))
+    b = np.zeros(k)
+    c = costs / max(float(costs.mean()), 1e-9)
+    lr = 0.5
+    for _ in range(cfg.steps):
+        z = x @ w + b
+        z -= z.max(axis=1, keepdims=True)
+        p = np.exp(z)
+        p /= p.sum(axis=1, keepdims=True)
+        expected = (p * c).sum(axis=1, keepdims=True)
+        g = p * (c - expected) / len(x)  # d(sum_k p_k c_k)/dz_j = p_j (c_j - E[c])
+        w -= lr * (x.T @ g + cfg.l2 * w)
+        b -= lr * g.sum(axis=0)
+    return Router(classes=list(classes), routes=dict(routes or DEFAULT_ROUTES), mean=mean, std=std, weights=w,
+                  bias=b, terms=cfg.terms, descriptions=dict(DESCRIPTIONS), fitted_on=json.dumps(asdict(cfg), sort_keys=True))
+
+
+def costs_from_psnr(psnr: np.ndarray) -> np.ndarray:
+    """(N, routes) PSNR -> dB below the best route of each sample."""
+    return psnr.max(axis=1, keepdims=True) - psnr
+
+
+def confusion(router: Router, features: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    pred = router.probabilities(features).argmax(axis=1)
+    out = np.zeros((len(CLASSES), len(CLASSES)), dtype=int)
+    for t, p in zip(labels, pred):
+        out[t, p] += 1
+    return out
+
+
+def mean_cost(router: Router, features: np.ndarray, costs: np.ndarray) -> float:
+    """Mean dB lost against the best route per sample when routing by argmax."""
+    pick = router.probabilities(features).argmax(axis=1)
+    return float(costs[np.arange(len(pick)), pick].mean())
+
+
+def confusion_text(matrix: np.ndarray) -> str:
+    lines = ["true \\ routed " + " ".join(f"{c:>7}" for c in CLASSES)]
+    for name, row in zip(CLASSES, matrix):
+        lines.append(f"{name:>14} " + " ".join(f"{v:7d}" for v in row))
+    return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-root", default=RouterFitConfig.data_root, help="training images (never val)")
+    parser.add_argument("--samples-per-image", type=int, default=RouterFitConfig.samples_per_image)
+    parser.add_argument("--seed", type=int, default=RouterFitConfig.seed)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--cache", default="runs/router",
+                        help="folder keeping each route's PSNR per sample (keyed by the model files' SHA-256), "
+                             "so a rerun recomputes only the routes whose model changed")
+    parser.add_argument("--routes-only", action="store_true", help="compute the routes' PSNR, do not fit")
+    parser.add_argument("--out", default="models/router.json", help="where the router is written")
+
+
+def cached_route_psnr(cfg: RouterFitConfig, spec: str, cache: Path, samples: list[Sample] | None,
+                      threads: int) -> tuple[np.ndarray, list[Sample] | None]:
+    """One route's PSNR per sample, from `cache` when the same samples and model files made it."""
+    from mlin_qgis.core.blocks import model_hash
+    from mlin_qgis.core.engine import SuperResolver
+
+    files = SuperResolver(spec, device="cpu", threads=1).files
+    key = hashlib.sha256(json.dumps([asdict(cfg), spec, model_hash(files)]).encode()).hexdigest()[:16]
+    path = cache / f"psnr-{key}.npy"
+    if path.is_file():
+        log.info("%s: PSNR per sample reused from %s", spec, path)
+        return np.load(path), samples
+    samples = samples if samples is not None else make_samples(cfg)
+    psnr = route_psnr(samples, spec, threads)
+    cache.mkdir(parents=True, exist_ok=True)
+    np.save(path, psnr)
+    return psnr, samples
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    cfg = RouterFitConfig(data_root=args.data_root, samples_per_image=args.samples_per_image, seed=args.seed)
+    cache = Path(args.cache)
+    samples: list[Sample] | None = None
+    columns = []
+    for name in CLASSES:
+        psnr, samples = cached_route_psnr(cfg, DEFAULT_ROUTES[name], cache, samples, args.threads)
+        columns.append(psnr)
+    if args.routes_only:
+        return 0
+    samples = samples if samples is not None else make_samples(cfg)
+    feats = np.stack([smp.features for smp in samples])
+    labels = np.array([smp.label for smp in samples])
+    costs = costs_from_psnr(np.stack(columns, axis=1))
+    half = len(labels) // 2
+    check = fit(feats[:half], costs[:half], cfg)  # held-out check on the other half of the TRAIN images
+    log.info("fitted on the first half of the training samples, tested on the second: %.3f dB below the "
+             "per-sample best route (always %s: %.3f dB; oracle 0)\n%s", mean_cost(check, feats[half:], costs[half:]),
+             CLASSES[-1], float(costs[half:, -1].mean()), confusion_text(confusion(check, feats[half:], labels[half:])))
+    router = fit(feats, costs, cfg)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps(router.to_json(), indent=1) + "\n")
+    tmp.replace(out)
+    log.info("router written to %s (%d samples, features: %s)", out, len(labels), ", ".join(FEATURE_NAMES))
+    return 0
+
+
+def sample_table(features: np.ndarray, labels: np.ndarray) -> str:
+    """Per-class feature means (a quick look at what separates the classes)."""
+    rows = ["class " + " ".join(f"{n[:12]:>12}" for n in FEATURE_NAMES)]
+    for i, c in enumerate(CLASSES):
+        m = features[labels == i].mean(axis=0)
+        rows.append(f"{c:5} " + " ".join(f"{v:12.3f}" for v in m))
+    return "\n".join(rows)
+

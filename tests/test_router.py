@@ -1,0 +1,186 @@
+"""The router behind `--model auto`: its features on hand-checkable images, its file format, and the
+decision it makes inside a real run (one model per raster, named in the output's metadata)."""
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from osgeo import gdal
+
+from conftest import REPO, smooth_image
+from mlin_qgis.core import router as R
+from mlin_qgis.core.errors import MlinError, ModelCardError
+
+
+def _texture(n: int = 128, seed: int = 0) -> np.ndarray:
+    """Luminance (DN) with structure at all frequencies: smooth blobs plus fine detail."""
+    rng = np.random.default_rng(seed)
+    base = smooth_image(n, n, bands=1, seed=seed)[0] * 200
+    return np.clip(base + rng.normal(0, 12, (n, n)), 0, 255)
+
+
+def test_noise_floor_reads_the_noise_sigma_in_dn() -> None:
+    """A flat grey image with Gaussian noise of sigma 5 DN: the high-pass has unit gain for white noise,
+    so an 8x8 patch's RMS is ~5 DN with a relative spread of 1/sqrt(2*64); the 10th percentile of the
+    patches is then 5 * (1 - 1.2816 / sqrt(128)) = 4.43 DN (hand value)."""
+    rng = np.random.default_rng(1)
+    y = 100 + rng.normal(0, 5.0, (128, 128))
+    feats = dict(zip(R.FEATURE_NAMES, R.lr_features(y)))
+    assert abs(np.exp(feats["log_noise_floor_dn"]) - 0.05 - 4.43) < 0.15
+    clean = dict(zip(R.FEATURE_NAMES, R.lr_features(np.full((64, 64), 80.0))))
+    assert np.exp(clean["log_noise_floor_dn"]) - 0.05 < 1e-6
+
+
+def test_jpeg_blockiness_rises_with_compression() -> None:
+    from PIL import Image
+
+    y = _texture()
+    buf = io.BytesIO()
+    Image.fromarray(y.astype(np.uint8)).save(buf, format="JPEG", quality=20)
+    jpeg = np.asarray(Image.open(io.BytesIO(buf.getvalue())), dtype=np.float64)
+    k = R.FEATURE_NAMES.index("jpeg_blockiness")
+    plain, blocky = R.lr_features(y)[k], R.lr_features(jpeg)[k]
+    assert blocky > plain + 0.05, (plain, blocky)
+    # and a JPEG grid shifted by a few pixels (a window of a JPEG-in-TIFF) reads the same
+    assert abs(R.lr_features(jpeg[3:, 5:])[k] - blocky) < 0.05
+
+
+def test_spectral_shape_sees_a_sinusoid_near_nyquist() -> None:
+    """A stripe pattern at 0.45 cycles/px lands in the top band, one at 0.1 in the first: the top
+    band's log power over the first is large and positive for one and large and negative for the other."""
+    xx = np.arange(128)[None, :].repeat(128, 0)
+    top = R.FEATURE_NAMES.index("log_power_0.438_0.500_over_first")
+    fine = R.lr_features(100 + 50 * np.sin(2 * np.pi * 0.45 * xx))[top]
+    coarse = R.lr_features(100 + 50 * np.sin(2 * np.pi * 0.1 * xx))[top]
+    assert fine > 5 and coarse < -5, (fine, coarse)
+
+
+def test_features_need_a_usable_image() -> None:
+    with pytest.raises(MlinError, match="at least 16x16"):
+        R.lr_features(np.zeros((8, 40)))
+
+
+def _router(**over) -> dict:
+    n = len(R.FEATURE_NAMES)
+    data = {"format": "mlin-router/1", "features": list(R.FEATURE_NAMES), "classes": ["a", "b"],
+            "routes": {"a": "model-a", "b": "model-b"}, "terms": "linear", "mean": [0.0] * n, "std": [1.0] * n,
+            "weights": [[0.0, 0.0] for _ in range(n)], "bias": [0.0, 0.0]}
+    data.update(over)
+    return data
+
+
+def test_router_file_round_trip_and_clear_errors(tmp_path: Path) -> None:
+    n = len(R.FEATURE_NAMES)
+    k = R.FEATURE_NAMES.index("jpeg_blockiness")
+    weights = [[0.0, 0.0] for _ in range(n)]
+    weights[k] = [0.0, 50.0]  # class b exactly when blockiness > 0.1 (bias -5)
+    router = R.Router.from_json(_router(weights=weights, bias=[0.0, -5.0]))
+    again = R.Router.from_json(json.loads(json.dumps(router.to_json())))
+    feats = np.zeros(n)
+    feats[k] = 0.2
+    assert np.allclose(router.probabilities(feats), again.probabilities(feats))
+    p = router.probabilities(feats)[0]
+    assert np.isclose(p[1], 1 / (1 + np.exp(-5.0)))  # hand value: softmax of (0, 50 * 0.2 - 5)
+    with pytest.raises(ModelCardError, match="refit it"):
+        R.Router.from_json(_router(features=["something", "else"]))
+    with pytest.raises(ModelCardError, match="names no model for class"):
+        R.Router.from_json(_router(routes={"a": "model-a"}))
+    with pytest.raises(ModelCardError, match="wrong shape"):
+        R.Router.from_json(_router(bias=[0.0, 0.0, 0.0]))
+    bad = tmp_path / "router.json"
+    bad.write_text("{not json")
+    with pytest.raises(ModelCardError, match="cannot read the router"):
+        R.Router.load(bad)
+
+
+def test_one_decision_for_many_windows_is_the_mean_log_probability() -> None:
+    n = len(R.FEATURE_NAMES)
+    k = R.FEATURE_NAMES.index("jpeg_blockiness")
+    weights = [[0.0, 0.0] for _ in range(n)]
+    weights[k] = [0.0, 50.0]
+    router = R.Router.from_json(_router(weights=weights, bias=[0.0, -5.0]))
+    images = [smooth_image(64, 64, seed=s).transpose(1, 2, 0) for s in range(3)]
+    label, p = router.classify_windows(images)
+    logp = np.log(np.stack([router.probabilities(R.lr_features(R.luminance(im)))[0] for im in images]) + 1e-12)
+    expect = np.exp(logp.mean(0) - logp.mean(0).max())
+    assert np.allclose(p, expect / expect.sum())
+    assert label == router.classes[int(np.argmax(p))]
+    with pytest.raises(MlinError, match="smaller than 16x16"):
+        router.classify_windows([np.zeros((8, 8, 3))])
+
+
+def test_sample_windows_cover_the_raster() -> None:
+    wins = R.sample_windows((1000, 600), side=256, count=9)
+    assert len(wins) == 9 and (0, 0, 256, 256) in wins and (744, 344, 256, 256) in wins
+    assert R.sample_windows((100, 50)) == [(0, 0, 100, 50)]
+
+
+# -- the shipped router --------------------------------------------------------------------------
+SHIPPED = REPO / "models" / R.ROUTER_FILE
+
+
+@pytest.mark.skipif(not SHIPPED.is_file(), reason="models/router.json is not shipped")
+def test_shipped_router_names_installed_models() -> None:
+    from mlin_qgis.core.auto import auto_available, wants_auto
+    from mlin_qgis.core.models import resolve_model
+
+    router = R.Router.load(SHIPPED)
+    assert auto_available() and wants_auto(None) and wants_auto("auto") and not wants_auto("mlin-edsr-ucmerced")
+    for spec in router.routes.values():
+        resolve_model(spec)
+
+
+@pytest.mark.skipif(not SHIPPED.is_file(), reason="models/router.json is not shipped")
+def test_auto_run_picks_one_model_says_so_and_equals_that_model(tmp_path: Path) -> None:
+    """`sr` with no model on a real raster crop: the output's metadata names `auto` and the pick, and
+    the pixels are exactly those of running the picked model by name."""
+    from mlin_qgis.core.pipeline import SuperResolveRequest, superresolve
+
+    src = gdal.Translate(str(tmp_path / "in.tif"), str(REPO / "resources" / "OSBS_029.tif"), srcWin=[0, 0, 72, 64])
+    src = None
+    auto = superresolve(SuperResolveRequest(tmp_path / "in.tif", tmp_path / "auto.tif", 2.0))
+    assert auto.route.startswith("auto -> ")
+    picked = auto.route.split(" ")[2]
+    md = gdal.Open(str(tmp_path / "auto.tif")).GetMetadata()
+    assert md["MLIN_MODEL_ASKED"] == "auto" and md["MLIN_ROUTE"] == auto.route
+    named = superresolve(SuperResolveRequest(tmp_path / "in.tif", tmp_path / "named.tif", 2.0, model=picked))
+    assert named.route == "" and named.model == auto.model
+    a = gdal.Open(str(tmp_path / "auto.tif")).ReadAsArray()
+    b = gdal.Open(str(tmp_path / "named.tif")).ReadAsArray()
+    assert np.array_equal(a, b)
+
+
+def test_auto_without_a_router_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A router naming a model that is not installed: `auto` is refused by name, and no model given
+    falls back to the default model (auto is unavailable)."""
+    from mlin_qgis.core import auto
+
+    root = tmp_path / "models"
+    root.mkdir()
+    (root / R.ROUTER_FILE).write_text(json.dumps(_router(routes={"a": "not-installed", "b": "not-installed"})))
+    monkeypatch.setenv("MLIN_MODELS_DIR", str(root))
+    assert auto.router_file() == root / R.ROUTER_FILE
+    assert not auto.wants_auto(None)
+    with pytest.raises(MlinError, match="a model it names is missing"):
+        auto.wants_auto("auto")
+
+
+def test_decoder_variants_resolve_and_refuse_unknown_ones() -> None:
+    from mlin_qgis.core.models import available_models, decoder_file, resolve_model, spec_variant, split_spec
+
+    assert split_spec("mlin-robust-ucmerced@sharp") == ("mlin-robust-ucmerced", "sharp")
+    assert split_spec("/data/user@host/models/x") == ("/data/user@host/models/x", None)
+    assert spec_variant("m/decoder.sharp.int8.onnx") == "sharp" and spec_variant("m/decoder.int8.onnx") is None
+    assert decoder_file("sharp", "int8") == "decoder.sharp.int8.onnx" and decoder_file() == "decoder.onnx"
+    with pytest.raises(MlinError, match="no decoder variant 'nope'"):
+        resolve_model("mlin-robust-ucmerced@nope")
+    folder = REPO / "models" / "mlin-robust-ucmerced"
+    if (folder / "decoder.sharp.onnx").is_file():
+        from mlin_qgis.core.engine import SuperResolver
+
+        engine = SuperResolver("mlin-robust-ucmerced@sharp", device="cpu", threads=1)
+        assert engine.card.name == "mlin-robust-ucmerced@sharp" and engine.files[1].name == "decoder.sharp.onnx"
+        assert "mlin-robust-ucmerced@sharp" in [e.name for e in available_models()]
