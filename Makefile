@@ -6,7 +6,7 @@ export PYTHONUNBUFFERED := 1
 SHARED ?= ../shared
 DEMO_SCALE ?= 4
 
-.PHONY: setup demo test bench bench-cluster screenshots gpu-check train-robust train-mlin train-ablation evaluate export-liif plugin zip deploy qgis_process batch clean
+.PHONY: setup demo test bench bench-cluster screenshots gpu-check train-robust train-auto fit-router train-mlin train-ablation evaluate export-liif plugin zip deploy qgis_process batch clean
 
 setup:
 	@bash scripts/setup.sh
@@ -49,6 +49,19 @@ train-mlin: setup
 train-robust: setup
 	$(PY) -m mlin_qgis train --config configs/robust_mlin_encoder.yaml
 	$(PY) -m mlin_qgis train --config configs/robust_mlin.yaml
+
+## `--model auto`: the sharp-input decoder on the robust model's frozen encoder (~1 h on one CPU
+## thread), shipped as models/mlin-robust-ucmerced/decoder.sharp.onnx, then the router fitted on
+## degraded TRAINING images (every route run on every sample, ~40 min on one thread).
+train-auto: setup
+	$(PY) -m mlin_qgis train --config configs/robust_sharp_decoder.yaml
+	$(PY) -m mlin_qgis export --ship --variant sharp --checkpoint runs/robust-sharp-decoder/checkpoint.pth \
+	  --out models/mlin-robust-ucmerced --training-data "UC Merced train (1260 images), aliased LR only" \
+	  --hardware "1 CPU thread" --description "LR sampled without an antialiasing filter (sharp, aliasing sensor)"
+	$(MAKE) fit-router
+
+fit-router: setup
+	$(PY) -m mlin_qgis fit-router --out models/router.json
 
 train-ablation: setup
 	$(PY) -m mlin_qgis train --config configs/liif_area_ucmerced.yaml

@@ -43,11 +43,13 @@ def shipped_models() -> Tuple[Any, ...]:
     must mean the same model at definition and at run time. Empty when onnxruntime (needed to read
     the model cards) is missing: the plugin still loads and the run explains what to install.
     """
+    from .core.auto import auto_entry
     from .core.errors import MlinError
     from .core.models import available_models
 
     try:
-        return tuple(available_models())
+        auto = auto_entry()  # `auto` first when the router and its models are installed
+        return tuple(([auto] if auto is not None else []) + available_models())
     except (MlinError, OSError):
         return ()
 

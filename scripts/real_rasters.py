@@ -2,7 +2,7 @@
 
     .venv/bin/python scripts/real_rasters.py --model liif=models/liif-edsr-div2k \
         --model mlin=models/mlin-edsr-ucmerced --model robust=models/mlin-robust-ucmerced \
-        --scale 4 --out docs
+        --model sharp=models/mlin-robust-ucmerced@sharp --model auto=auto --scale 4 --out docs
 
 Writes docs/real_rasters.png (input, bicubic, each model on a crop of each raster) and
 docs/results/real_rasters.{md,json} (overshoot and new high-frequency energy, mlin_qgis/ml/artefacts.py,
@@ -19,6 +19,7 @@ from osgeo import gdal
 from PIL import Image, ImageDraw
 
 from mlin_qgis.core.engine import SuperResolver
+from mlin_qgis.core.pipeline import auto_decision
 from mlin_qgis.ml.artefacts import artefact_scores
 from mlin_qgis.ml.resize import resize_bicubic
 
@@ -62,7 +63,8 @@ def main() -> int:
     models = {}
     for item in args.model:
         name, _, folder = item.partition("=")
-        models[name] = SuperResolver(folder, device="cpu", threads=args.threads)
+        models[name] = None if folder == "auto" else SuperResolver(folder, device="cpu", threads=args.threads)
+    picks: dict[str, str] = {}
     out = Path(args.out)
     (out / "results").mkdir(parents=True, exist_ok=True)
     s = args.scale
@@ -74,6 +76,11 @@ def main() -> int:
         lr = read_rgb(path, window)
         outputs = {"bicubic": bicubic(lr, s)}
         for name, engine in models.items():
+            if engine is None:  # auto: the model `sr` would pick for this whole raster
+                decision = auto_decision(path)
+                picks[title] = decision.describe()
+                engine = SuperResolver(decision.model, device="cpu", threads=args.threads)
+                name = f"{name} ({decision.label})"
             sr = engine.upscale(lr.astype(np.float32) / 255, (lr.shape[1] * s, lr.shape[2] * s))
             outputs[name] = np.round(sr * 255)
         table[title] = {}
@@ -100,15 +107,18 @@ def main() -> int:
         figure.paste(r, (0, y))
         y += r.height + 6
     figure.save(out / "real_rasters.png")
-    (out / "results" / "real_rasters.json").write_text(json.dumps({"scale": s, "scores": table}, indent=2))
+    (out / "results" / "real_rasters.json").write_text(json.dumps({"scale": s, "scores": table, "auto": picks},
+                                                                  indent=2))
     lines = [f"# Real rasters, no ground truth: artefact indicators at x{s}", "",
              "Central window of each raster (bands 1-3), `scripts/real_rasters.py`; indicators in "
              "`mlin_qgis/ml/artefacts.py`. Overshoot: rms DN outside the 3x3 input range around each output "
              "pixel (ringing, halos; lower is cleaner). New HF: % of output AC energy above the input's "
              "Nyquist frequency (invented detail, real or not: read it beside overshoot).", ""]
     for title, scores in table.items():
-        lines += [f"## {title}", "", "| method | overshoot (DN rms) | share > 2 DN | new HF energy (%) |",
-                  "|---|---:|---:|---:|"]
+        lines += [f"## {title}", ""]
+        if title in picks:
+            lines += [f"`--model auto` on this whole raster: {picks[title]}", ""]
+        lines += ["| method | overshoot (DN rms) | share > 2 DN | new HF energy (%) |", "|---|---:|---:|---:|"]
         lines += [f"| {n} | {v['overshoot_dn']:.2f} | {100 * v['overshoot_share']:.2f} % | {v['hf_energy_pct']:.2f} |"
                   for n, v in scores.items()]
         lines.append("")

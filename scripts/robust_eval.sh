@@ -5,6 +5,9 @@
 #   bash scripts/robust_eval.sh area-at-test RUN      the same trunk with LIIF's area weights instead of the meta net
 #   bash scripts/robust_eval.sh suite NAME=FOLDER     the degradation suite at x2/x3/x4/x8, 21 images (1 per class)
 #   bash scripts/robust_eval.sh accept NAME=FOLDER    all 210 images, x2/x4: aliased and JPEG LR (and clean)
+#                                                     (PER_CLASS=5: the first 5 per class, 105 images)
+# NAME=FOLDER may be auto=auto (the router's pick per image, `--model auto`) or NAME=FOLDER@variant;
+# DEGRADATIONS=a,b overrides a stage's list (to split one stage over two processes).
 #   bash scripts/robust_eval.sh funsr NAME=FOLDER     the FunSR protocol at x2/x3/x4, all 210 images
 #   bash scripts/robust_eval.sh ensemble NAME=FOLDER  the x8 self-ensemble, 21 images, x2/x4, clean and aliased
 # Results land in runs/eval/<stage>-<NAME>/; scripts/robustness_report.py and `evaluate merge|paired`
@@ -20,6 +23,8 @@ item=${2:?NAME=FOLDER or RUN}
 name=${item%%=*}
 mkdir -p "$OUT"
 ev() { $PY -m mlin_qgis evaluate --data "$VAL" --threads 1 --checkpoint "$item" "$@"; }
+# evaluate writes OUT/NAME/ per degradation only when it gets several; one name gets that folder here
+out_for() { case "$1" in *,*) echo "$2" ;; *) echo "$2/$1" ;; esac; }
 case "$stage" in
   export) $PY -m mlin_qgis export --checkpoint "runs/$item/checkpoint.pth" --out "runs/export/$item" ;;
   area-at-test)
@@ -33,8 +38,9 @@ model = load_model(ckpt, weighting="area")  # the same trunk, LIIF's area weight
 print(export_model(model, f"runs/export/{run}-area-at-test", default_card(model, f"{run}-area-at-test", read_checkpoint(ckpt))))
 PY
     ;;
-  suite) ev --per-class 1 --scales 2,3,4,8 --degradation $SUITE --out "$OUT/suite-$name" ;;
-  accept) ev --scales 2,4 --degradation bicubic-aliased,jpeg,bicubic --out "$OUT/accept-$name" ;;
+  suite) d=${DEGRADATIONS:-$SUITE}; ev --per-class 1 --scales 2,3,4,8 --degradation "$d" --out "$(out_for "$d" "$OUT/suite-$name")" ;;
+  accept) d=${DEGRADATIONS:-bicubic-aliased,jpeg,bicubic}
+    ev --scales 2,4 --degradation "$d" ${PER_CLASS:+--per-class $PER_CLASS} --out "$(out_for "$d" "$OUT/accept-$name")" ;;
   funsr) ev --protocol funsr --scales 2,3,4 --out "$OUT/funsr-$name" ;;
   ensemble) ev --per-class 1 --scales 2,4 --degradation bicubic,bicubic-aliased --ensemble 8 --out "$OUT/ensemble-$name" ;;
   *) echo "unknown stage $stage" >&2; exit 2 ;;

@@ -6,6 +6,7 @@ decoders. The choice is logged and written into the output's metadata (``MLIN_RO
 """
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from dataclasses import dataclass
@@ -15,8 +16,9 @@ import numpy as np
 from osgeo import gdal
 
 from . import raster_io
+from .card import ModelCard
 from .errors import MlinError
-from .models import AUTO_MODEL, model_roots, resolve_model
+from .models import AUTO_MODEL, ModelEntry, decoder_file, model_roots, resolve_model, spec_variant
 from .normalise import BandStats, to_unit
 from .raster_io import BandPlan, RasterInfo
 from .router import ROUTER_FILE, Router, sample_windows
@@ -42,6 +44,24 @@ class RouteDecision:
     def describe(self) -> str:
         probs = ", ".join(f"{k} {v:.2f}" for k, v in self.probabilities)
         return f"auto -> {self.model} (input looks {self.label}: {self.reason}; p: {probs})"
+
+
+def auto_entry() -> ModelEntry | None:
+    """``auto`` as a model list entry (menus): the general route's card, renamed, with the lowest
+    scale limits of all routes; None when auto is not available."""
+    if not auto_available():
+        return None
+    router = load_router()
+    assert router is not None
+    cards = [ModelCard.from_onnx(resolve_model(spec) / decoder_file(spec_variant(spec))) for spec in router.routes.values()]
+    general = router.routes[router.classes[-1]]
+    card = copy.deepcopy(ModelCard.from_onnx(resolve_model(general) / decoder_file(spec_variant(general))))
+    card.name, card.description = AUTO_MODEL, AUTO_DESCRIPTION
+    card.recommended_max_scale = min(c.recommended_max_scale for c in cards)
+    card.hard_max_scale = min(c.hard_max_scale for c in cards)
+    path = router_file()
+    assert path is not None
+    return ModelEntry(name=AUTO_MODEL, path=path.parent, card=card, spec=AUTO_MODEL)
 
 
 def router_file() -> Path | None:

@@ -18,9 +18,9 @@ from typing import Any, Callable, Sequence
 
 from osgeo import gdal
 
+from .auto import wants_auto
 from .card import ModelCard
 from .errors import ConfigError, MlinCancelled, MlinError
-from .auto import wants_auto
 from .models import AUTO_MODEL, decoder_file, resolve_model, spec_variant
 from .pipeline import SuperResolveRequest
 

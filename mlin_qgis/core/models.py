@@ -33,11 +33,18 @@ ENV_MODELS_DIR = "MLIN_MODELS_DIR"
 
 @dataclass
 class ModelEntry:
-    """One installed model: its folder name, its folder and its card."""
+    """One installed model: its name, its folder, its card and the spec that selects it (the
+    folder, ``FOLDER@variant`` for a decoder variant, ``auto`` for the router)."""
 
     name: str
     path: Path
     card: ModelCard
+    spec: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.spec:
+            variant = split_spec(self.name)[1]
+            self.spec = str(self.path) + (f"{VARIANT_SEP}{variant}" if variant else "")
 
 
 def decoder_file(variant: str | None = None, precision: str = "fp32") -> str:

@@ -27,10 +27,10 @@ import numpy as np
 from osgeo import gdal
 
 from . import raster_io
+from .auto import RouteDecision, choose_model, timing_model, wants_auto
 from .card import ModelCard
 from .engine import CPU, CUDA, SuperResolver, check_ensemble, cuda_offered
 from .errors import MlinCancelled, MlinError
-from .auto import choose_model, timing_model, wants_auto
 from .models import AUTO_MODEL, decoder_file, resolve_model, spec_variant
 from .normalise import BandStats, StatsConfig, avoid_value, band_stats, dtype_info, from_unit, to_unit
 from .raster_io import BandPlan, RasterInfo
@@ -790,6 +790,16 @@ def _rename(tmp: Path, target: Path) -> None:
                 os.replace(Path(str(tmp) + side), Path(str(target) + side))
     except OSError as exc:
         raise MlinError(f"cannot move the result onto {target} ({exc.strerror or exc}); is it open elsewhere?") from None
+
+
+def auto_decision(input_path: str | os.PathLike, bands: Sequence[int] | None = None, all_bands: bool = False,
+                  extent: Sequence[float] | None = None, extent_crs: str | None = None) -> RouteDecision:
+    """What ``auto`` would pick for this raster (and area), without running anything else: the same
+    windows, statistics and router as a run (the dialog shows it; scripts report it)."""
+    ds = raster_io.open_raster(input_path)
+    info = raster_io.describe(ds, input_path)
+    plan = raster_io.plan_bands(info, bands, all_bands)
+    return choose_model(ds, info, plan, compute_stats(ds, info, plan), extent_window(info, extent, extent_crs))
 
 
 # -- estimates ----------------------------------------------------------------------------------

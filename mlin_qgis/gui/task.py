@@ -78,8 +78,11 @@ class SuperResolveTask(QgsTask):
 
     def finished(self, ok: bool) -> None:  # noqa: D401 - QGIS API
         """Main thread: load the result, or report why there is none."""
+        picked = ""
+        if ok and self.result is not None and getattr(self.result, "route", ""):
+            picked = " Model: " + self.result.route.split(" (")[0].replace("auto -> ", "auto picked ") + "."
         if ok and self.result is not None and not self.add_to_project:
-            self.done.emit(True, f"Preview ready ({self.result.seconds:.1f} s, {self.result.provider}).")
+            self.done.emit(True, f"Preview ready ({self.result.seconds:.1f} s, {self.result.provider}).{picked}")
             return
         if ok and self.result is not None:
             layer = QgsRasterLayer(str(self.result.output_path), self.layer_name, "gdal")
@@ -88,7 +91,7 @@ class SuperResolveTask(QgsTask):
                 self.layer = layer
                 r = self.result
                 self.done.emit(True, f"Done: {r.width} × {r.height} px in {r.seconds:.1f} s "
-                                     f"({r.mpx_per_s:.2g} Mpx/s, {r.provider}). Added layer '{self.layer_name}'.")
+                                     f"({r.mpx_per_s:.2g} Mpx/s, {r.provider}). Added layer '{self.layer_name}'.{picked}")
                 return
             self.error = f"The output {self.result.output_path} was written but QGIS cannot open it."
         if self.cancelled_by_user or (self.isCanceled() and not self.error):

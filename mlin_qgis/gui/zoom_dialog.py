@@ -185,7 +185,7 @@ class ZoomDialog(QDialog):
 
         self.model_combo = QComboBox(self)
         for entry in shipped_models():
-            self.model_combo.addItem(entry.name, str(entry.path))
+            self.model_combo.addItem(entry.name, entry.spec)
             self.model_combo.setItemData(self.model_combo.count() - 1, entry.card.description, Qt.ToolTipRole)
         if self.model_combo.count() == 0:
             self.model_combo.addItem("(no model installed)", None)

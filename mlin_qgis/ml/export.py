@@ -283,7 +283,9 @@ def run(args: argparse.Namespace) -> int:
         if not (args.training_data and args.hardware):
             raise ConfigError("--ship needs --training-data and --hardware (they go into the model card)")
         if args.variant:
-            print(f"wrote {ship_variant(args.checkpoint, args.out, args.variant, args.training_data, args.hardware, args.description or '')}")
+            target = ship_variant(args.checkpoint, args.out, args.variant, args.training_data, args.hardware,
+                                  args.description or "")
+            print(f"wrote {target}")
             return 0
         enc, dec = ship_checkpoint(args.checkpoint, args.out, args.training_data, args.hardware, quality,
                                    args.description, keep_pth=not args.no_pth)

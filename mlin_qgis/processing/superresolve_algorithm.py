@@ -227,7 +227,7 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
         entries = shipped_models()
         index = self.parameterAsEnum(parameters, self.MODEL, context)
         if 0 <= index < len(entries):
-            return str(entries[index].path)
+            return entries[index].spec
         return None
 
     @staticmethod
@@ -322,6 +322,8 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
 
         for warning in result.warnings or ():
             feedback.pushWarning(str(warning))
+        if getattr(result, "route", ""):
+            feedback.pushInfo(f"Model picked: {result.route}")
         feedback.pushInfo(f"Execution provider: {result.provider}")
         feedback.pushInfo(f"Output: {result.width} × {result.height} px (×{result.scale_x:.6g} horizontally, "
                           f"×{result.scale_y:.6g} vertically) → {result.output_path}")
