@@ -61,7 +61,7 @@ train-auto: setup
 	$(MAKE) fit-router
 
 fit-router: setup
-	$(PY) -m mlin_qgis fit-router --out models/router.json
+	$(PY) -m mlin_qgis fit-router --out models/router.json --report docs/results/router.md
 
 train-ablation: setup
 	$(PY) -m mlin_qgis train --config configs/liif_area_ucmerced.yaml

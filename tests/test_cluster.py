@@ -116,6 +116,11 @@ def test_cluster_with_shipped_default_model_equals_single_process(cluster, tmp_p
         result = superresolve_on_cluster(SuperResolveRequest(inp, tmp_path / "cluster.tif", 2.5, tile_size=24), session)
     assert result.blocks > 1
     assert_same_raster(single.output_path, result.output_path)
+    # no model named: `auto` (when its router is installed) picks on the driver, once, the same as here
+    assert result.route == single.route and result.model == single.model
+    from mlin_qgis.core.auto import auto_available
+
+    assert bool(result.route) == auto_available()
 
 
 def test_resume_recomputes_only_the_missing_blocks(cluster, tiny_model: Path, tmp_path: Path) -> None:
