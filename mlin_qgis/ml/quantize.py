@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mlin_qgis.core.errors import MlinError
-from mlin_qgis.core.models import DECODER_FILE, DECODER_INT8_FILE, resolve_model
+from mlin_qgis.core.models import decoder_file, resolve_model, spec_variant
 
 log = logging.getLogger("mlin_qgis")
 
@@ -45,18 +45,20 @@ def inline_weight_identities(model: Any) -> int:
 
 
 def quantize_decoder(model: str | Path | None = None) -> Path:
-    """decoder.onnx -> decoder.int8.onnx beside it (same card); returns its path."""
+    """decoder.onnx -> decoder.int8.onnx beside it (decoder.<v>.onnx -> decoder.<v>.int8.onnx for a
+    variant; same card); returns its path."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     folder = resolve_model(model)
-    source = folder / DECODER_FILE
+    variant = spec_variant(model)
+    source = folder / decoder_file(variant)
     proto = onnx.load(str(source))
     nodes = hidden_matmuls(proto)
     if not nodes:
         raise MlinError(f"{source} has no hidden decoder layers named like /layers.N/MatMul; it was not exported "
                         "by mlin export, so it cannot be quantised here.")
-    target = folder / DECODER_INT8_FILE
+    target = folder / decoder_file(variant, "int8")
     with tempfile.TemporaryDirectory(prefix="mlin-quantize-") as tmp:
         inline_weight_identities(proto)
         plain = Path(tmp) / "decoder.fp32.onnx"
@@ -81,7 +83,8 @@ def quantize_decoder(model: str | Path | None = None) -> Path:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument("--model", default=None, help="installed model name or model folder (default: the default model)")
+    parser.add_argument("--model", default=None, help="installed model name, model folder or FOLDER@variant "
+                        "(default: the default model)")
     return parser
 
 
