@@ -1,7 +1,9 @@
 """The robust model's result tables, from the runs of scripts/robust_eval.sh (runs/eval/): writes
 docs/results/{acceptance,robustness,funsr,ensemble,meta_at_test}.md and prints them.
 
-Usage: .venv/bin/python scripts/robust_tables.py [--eval runs/eval] [--model robust-enc]"""
+Usage: .venv/bin/python scripts/robust_tables.py [--eval runs/eval] [--model robust-enc] [--acceptance-name NAME]
+(the default model `auto`: --model auto --acceptance-name acceptance; the robust decoder alone:
+--model robust-enc --acceptance-name acceptance_robust_enc)"""
 from __future__ import annotations
 
 import argparse
@@ -45,6 +47,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--eval", type=Path, default=ROOT / "runs" / "eval")
     parser.add_argument("--model", default="robust-enc")
+    parser.add_argument("--acceptance-name", default="acceptance", help="file name (no .md) of the acceptance table")
     args = parser.parse_args()
     ev, m = args.eval, args.model
     docs = ROOT / "docs" / "results"
@@ -52,7 +55,7 @@ def main() -> int:
 
     accept_dirs = [str(p) for p in (ev / f"accept-{m}", ev / f"accept-{m}-clean") if p.is_dir()]
     if accept_dirs:
-        written["acceptance"] = run("acceptance_table.py", m, *accept_dirs,
+        written[args.acceptance_name] = run("acceptance_table.py", m, *accept_dirs,
                                     "--reference-clean", str(ROOT / "docs" / "results" / "ucmerced_val.json"))
     suite_dirs = [str(p) for p in sorted(ev.glob("suite-*")) if p.is_dir() and "area-at-test" not in p.name]
     if suite_dirs:
@@ -86,7 +89,7 @@ def main() -> int:
         written["ensemble"] = "\n".join(lines) + "\n"
 
     area = ev / "suite-robust-area-at-test"
-    if area.is_dir():
+    if area.is_dir() and m == "robust-enc":  # the same trunk with area weights: only means something for it
         lines = ["| LR made by | scale | meta weights − area weights, same trunk (dB ± SE) | meta wins |", "|---|---|---:|---:|"]
         for deg in ("bicubic", "bicubic-aliased", "jpeg"):
             if not (area / deg).is_dir():

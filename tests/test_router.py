@@ -216,3 +216,43 @@ def test_evaluate_auto_scores_the_picked_model(tmp_path: Path) -> None:
         for i, pick in enumerate(picks):
             if pick == label:
                 assert res["per_image"]["auto"]["2"]["psnr"][i] == pytest.approx(one["per_image"]["m"]["2"]["psnr"][i], abs=1e-9)
+
+
+def test_variant_pair_loads_by_name_and_stores_weights_as_fp16(tiny_model: Path, tmp_path: Path) -> None:
+    """A variant pair (encoder.v.onnx + decoder.v.onnx, card 'NAME@v') is selected as FOLDER@v; its
+    fp16-stored encoder weights run in fp32 and change the output by float16 rounding only; a pair
+    whose card does not say '@v' is refused."""
+    pytest.importorskip("onnx")
+    import shutil
+
+    from mlin_qgis.core.engine import SuperResolver
+    from mlin_qgis.core.models import available_models
+    from mlin_qgis.ml.export import store_weights_fp16, update_card
+
+    folder = tmp_path / "tiny-test"
+    shutil.copytree(tiny_model, folder)
+    work = tmp_path / "work"
+    shutil.copytree(tiny_model, work)
+    update_card(work, name="tiny-test@v")
+    store_weights_fp16(work / "encoder.onnx", min_size=1)
+    shutil.copy(work / "encoder.onnx", folder / "encoder.v.onnx")
+    shutil.copy(work / "decoder.onnx", folder / "decoder.v.onnx")
+    assert (folder / "encoder.v.onnx").stat().st_size < (folder / "encoder.onnx").stat().st_size
+    plain = SuperResolver(folder, device="cpu", threads=1)
+    variant = SuperResolver(f"{folder}@v", device="cpu", threads=1)
+    assert variant.card.name == "tiny-test@v" and variant.files == (folder / "encoder.v.onnx", folder / "decoder.v.onnx")
+    image = smooth_image(20, 24).astype(np.float32)
+    a, b = plain.upscale(image, (40, 48)), variant.upscale(image, (40, 48))
+    assert 0 < np.abs(a - b).max() < 5e-3  # same weights up to fp16 rounding
+    (folder / "decoder.w.onnx").write_bytes((tiny_model / "decoder.onnx").read_bytes())  # card says tiny-test
+    with pytest.raises(MlinError, match="come from different models"):
+        SuperResolver(f"{folder}@w", device="cpu", threads=1)
+    monkey_root = tmp_path
+    import os
+
+    os.environ["MLIN_MODELS_DIR"] = str(monkey_root)
+    try:
+        names = [e.name for e in available_models()]
+    finally:
+        del os.environ["MLIN_MODELS_DIR"]
+    assert "tiny-test@v" in names

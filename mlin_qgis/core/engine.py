@@ -18,7 +18,7 @@ import numpy as np
 from .card import ModelCard, _short
 from .devices import DEVICES
 from .errors import MlinError
-from .models import ENCODER_FILE, PRECISIONS, VARIANT_SEP, decoder_file, resolve_model, spec_variant
+from .models import ENCODER_FILE, PRECISIONS, VARIANT_SEP, decoder_file, encoder_file, resolve_model, spec_variant
 from .tiling import halo_for, plan_tiles, query_coords
 
 log = logging.getLogger("mlin_qgis")
@@ -81,7 +81,9 @@ class SuperResolver:
         self.variant: str | None = spec_variant(model_path)
         # What a worker process is given to load the same model (folder, plus @variant when there is one).
         self.model_spec: str = str(self.model_dir) + (f"{VARIANT_SEP}{self.variant}" if self.variant else "")
-        encoder_path = self.model_dir / ENCODER_FILE
+        encoder_path = self.model_dir / encoder_file(self.variant)
+        if not encoder_path.is_file():  # a variant decoder on the folder's own encoder
+            encoder_path = self.model_dir / ENCODER_FILE
         decoder_path = self.model_dir / decoder_file(self.variant, self.config.precision)
         if not decoder_path.is_file():
             raise MlinError(f"model {self.model_dir.name} has no int8 decoder ({decoder_path.name}); make it "
@@ -150,9 +152,14 @@ class SuperResolver:
         """The card from the already open sessions (both files carry it and must agree)."""
         enc = ModelCard.from_metadata(self._encoder.get_modelmeta().custom_metadata_map, str(encoder_path))
         dec = ModelCard.from_metadata(self._decoder.get_modelmeta().custom_metadata_map, str(decoder_path))
-        # A variant decoder (decoder.<variant>.onnx) is named "<encoder's name>@<variant>".
-        expected = enc.name + (f"{VARIANT_SEP}{self.variant}" if self.variant else "")
-        if (expected, enc.version) != (dec.name, dec.version):
+        # A variant pair carries the same card "<folder's name>@<variant>"; a variant decoder on the
+        # folder's own encoder is named "<encoder's name>@<variant>".
+        if self.variant:
+            suffix = f"{VARIANT_SEP}{self.variant}"
+            paired = dec.name.endswith(suffix) and enc.name in (dec.name, dec.name[:-len(suffix)])
+        else:
+            paired = enc.name == dec.name
+        if enc.version != dec.version or not paired:
             raise MlinError(f"{encoder_path.parent}: encoder ({enc.name} {enc.version}) and decoder "
                             f"({dec.name} {dec.version}) come from different models; re-export the pair.")
         return dec

@@ -6,8 +6,9 @@ model is ``auto`` (core/router.py: one of the installed models picked per raster
 looks) when the router and every model it names are installed, else ``mlin-robust-ucmerced``
 (robust to aliasing and JPEG, see its card) when installed, else the first one by name.
 
-A model folder may hold more than one decoder on its encoder: ``decoder.onnx`` and variants
-``decoder.<variant>.onnx`` (each with its own card), named ``<folder>@<variant>`` (e.g.
+A model folder may hold more than one decoder on its encoder's backbone: ``decoder.onnx`` and
+variants ``decoder.<variant>.onnx`` with their ``encoder.<variant>.onnx`` (the exported encoder ends
+with the decoder's first layer), each pair with its own card, named ``<folder>@<variant>`` (e.g.
 ``mlin-robust-ucmerced@sharp``). int8 files add ``.int8``: ``decoder.int8.onnx``,
 ``decoder.<variant>.int8.onnx``.
 """
@@ -51,6 +52,12 @@ def decoder_file(variant: str | None = None, precision: str = "fp32") -> str:
     """The decoder's file name in a model folder for a variant (None: the folder's own) and precision."""
     stem = "decoder" if not variant else f"decoder.{variant}"
     return f"{stem}.int8.onnx" if precision == "int8" else f"{stem}.onnx"
+
+
+def encoder_file(variant: str | None = None) -> str:
+    """The encoder's file name for a variant: ``encoder.<variant>.onnx`` (a variant trains the decoder's
+    first layer, which the exported encoder holds), else the folder's ``encoder.onnx``."""
+    return f"encoder.{variant}.onnx" if variant else ENCODER_FILE
 
 
 def split_spec(spec: str | os.PathLike) -> tuple[str, str | None]:

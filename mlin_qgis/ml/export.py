@@ -212,30 +212,60 @@ def ship_checkpoint(checkpoint: str | Path, out_dir: str | Path, training_data: 
     return paths
 
 
-def encoder_weights_equal(a: str | Path, b: str | Path) -> bool:
-    """Whether two encoder.onnx files hold the same weights (cards and graph names may differ)."""
+def differing_weights(a: str | Path, b: str | Path) -> int:
+    """How many weight tensors of two encoder.onnx files differ (matched by name; a missing name counts)."""
     import numpy as np
     import onnx
     from onnx import numpy_helper
 
-    def weights(path: str | Path) -> list[Any]:
-        return sorted((numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer),
-                      key=lambda arr: (arr.shape, float(np.asarray(arr, np.float64).sum())))
+    wa = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(a)).graph.initializer}
+    wb = {t.name: numpy_helper.to_array(t) for t in onnx.load(str(b)).graph.initializer}
+    names = set(wa) | set(wb)
+    return sum(1 for n in names if n not in wa or n not in wb or wa[n].shape != wb[n].shape
+               or not np.array_equal(np.asarray(wa[n], np.float32), np.asarray(wb[n], np.float32)))
 
-    wa, wb = weights(a), weights(b)
-    return len(wa) == len(wb) and all(x.shape == y.shape and np.array_equal(x, y) for x, y in zip(wa, wb))
+
+def store_weights_fp16(path: str | Path, min_size: int = 1024) -> None:
+    """Keep an ONNX file's large float32 weights as float16 plus a Cast back to float32 (onnxruntime
+    folds the Cast at load, so it runs in fp32): half the bytes on disk, weights rounded to fp16."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    proto = onnx.load(str(path))
+    graph = proto.graph
+    casts, keep = [], []
+    for init in graph.initializer:
+        arr = numpy_helper.to_array(init)
+        if init.data_type == TensorProto.FLOAT and arr.size >= min_size:
+            half = numpy_helper.from_array(arr.astype(np.float16), init.name + "__fp16")
+            keep.append(half)
+            casts.append(helper.make_node("Cast", [half.name], [init.name], to=TensorProto.FLOAT,
+                                          name=init.name + "__cast"))
+        else:
+            keep.append(init)
+    del graph.initializer[:]
+    graph.initializer.extend(keep)
+    nodes = list(graph.node)
+    del graph.node[:]
+    graph.node.extend(casts + nodes)
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(path))
 
 
 def ship_variant(checkpoint: str | Path, folder: str | Path, variant: str, training_data: str, hardware: str,
                  description: str) -> Path:
-    """A run trained on a model folder's FROZEN encoder -> ``decoder.<variant>.onnx`` in that folder.
+    """A run continued from a model folder's checkpoint with its encoder BACKBONE frozen ->
+    ``encoder.<variant>.onnx`` + ``decoder.<variant>.onnx`` in that folder, used as ``FOLDER@variant``.
 
-    Refused unless the run's encoder weights equal the folder's encoder.onnx (a decoder only makes
-    sense on the encoder it was trained with). The card is named "<folder's name>@<variant>" with the
-    folder's version, which is how the engine pairs it with the folder's encoder."""
+    The variant needs its own encoder file because the exported encoder ends with the decoder's first
+    layer (the factored projection, which the variant trained); that file stores its weights as
+    float16 (``store_weights_fp16``: half the size; the model still runs in fp32). Refused unless the
+    backbone equals the folder's (at most the projection's 2 tensors differ). Both cards are named
+    "<folder's name>@<variant>" with the folder's version."""
     import tempfile
 
-    from ..core.models import decoder_file
+    from ..core.models import decoder_file, encoder_file
 
     folder = Path(folder)
     if not (folder / ENCODER_FILE).is_file():
@@ -246,15 +276,18 @@ def ship_variant(checkpoint: str | Path, folder: str | Path, variant: str, train
     with tempfile.TemporaryDirectory(prefix="mlin-variant-") as tmp:
         out = Path(tmp) / folder.name
         ship_checkpoint(checkpoint, out, training_data, hardware, description=description, keep_pth=False)
-        if not encoder_weights_equal(out / ENCODER_FILE, folder / ENCODER_FILE):
-            raise ConfigError(f"{checkpoint} was not trained on the encoder of {folder} (the weights differ); "
-                              f"a variant must keep that folder's encoder frozen.")
+        changed = differing_weights(out / ENCODER_FILE, folder / ENCODER_FILE)
+        if changed > 2:
+            raise ConfigError(f"{checkpoint} was not trained on the encoder of {folder} ({changed} weight tensors "
+                              f"differ, at most the 2 of the decoder's first layer may); a variant must keep that "
+                              f"folder's encoder frozen.")
         update_card(out, name=f"{base.name}@{variant}", version=base.version)
-        target = folder / decoder_file(variant)
-        tmp_target = folder / f".{target.name}.tmp"
-        shutil.copyfile(out / DECODER_FILE, tmp_target)
-        tmp_target.replace(target)
-    return target
+        store_weights_fp16(out / ENCODER_FILE)
+        for src, dst in ((ENCODER_FILE, encoder_file(variant)), (DECODER_FILE, decoder_file(variant))):
+            tmp_target = folder / f".{dst}.tmp"
+            shutil.copyfile(out / src, tmp_target)
+            tmp_target.replace(folder / dst)
+    return folder / decoder_file(variant)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -235,6 +235,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--report", default="docs/results/router.md", help="the held-out check, as markdown")
 
 
+def sample_fields(cfg: RouterFitConfig) -> dict[str, object]:
+    """The config fields that make the samples (what a cached PSNR depends on; not the fit's)."""
+    return {k: v for k, v in asdict(cfg).items() if k in ("data_root", "samples_per_image", "scale_min", "scale_max",
+                                                            "sharp_noise_max", "seed")}
+
+
 def cached_route_psnr(cfg: RouterFitConfig, spec: str, cache: Path, samples: list[Sample] | None,
                       threads: int) -> tuple[np.ndarray, list[Sample] | None]:
     """One route's PSNR per sample, from `cache` when the same samples and model files made it."""
@@ -242,7 +248,7 @@ def cached_route_psnr(cfg: RouterFitConfig, spec: str, cache: Path, samples: lis
     from mlin_qgis.core.engine import SuperResolver
 
     files = SuperResolver(spec, device="cpu", threads=1).files
-    key = hashlib.sha256(json.dumps([asdict(cfg), spec, model_hash(files)]).encode()).hexdigest()[:16]
+    key = hashlib.sha256(json.dumps([sample_fields(cfg), spec, model_hash(files)]).encode()).hexdigest()[:16]
     path = cache / f"psnr-{key}.npy"
     if path.is_file():
         log.info("%s: PSNR per sample reused from %s", spec, path)
