@@ -34,7 +34,8 @@ def test_fit_learns_the_cheapest_route_where_it_matters() -> None:
         return x, F.costs_from_psnr(psnr)
 
     x, costs = make(2000)
-    router = F.fit(x, costs, F.RouterFitConfig(terms="linear", steps=2000))
+    router = F.fit(x, costs, F.RouterFitConfig(terms="linear", steps=2000), classes=("a", "b", "c"),
+                   routes={"a": "model-a", "b": "model-b", "c": "model-c"})
     xt, ct = make(1000)
     assert F.mean_cost(router, xt, ct) < 0.05
     assert (router.probabilities(xt).argmax(axis=1) != 2).all()
