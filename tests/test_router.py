@@ -139,7 +139,9 @@ def test_auto_run_picks_one_model_says_so_and_equals_that_model(tmp_path: Path) 
     the pixels are exactly those of running the picked model by name."""
     from mlin_qgis.core.pipeline import SuperResolveRequest, superresolve
 
-    gdal.Translate(str(tmp_path / "in.tif"), str(REPO / "resources" / "OSBS_029.tif"), srcWin=[0, 0, 72, 64]).Close()
+    crop = gdal.Translate(str(tmp_path / "in.tif"), str(REPO / "resources" / "OSBS_029.tif"), srcWin=[0, 0, 72, 64])
+    crop.FlushCache()
+    del crop
     auto = superresolve(SuperResolveRequest(tmp_path / "in.tif", tmp_path / "auto.tif", 2.0))
     assert auto.route.startswith("auto -> ")
     picked = auto.route.split(" ")[2]
@@ -188,7 +190,7 @@ def test_decoder_variants_resolve_and_refuse_unknown_ones() -> None:
 @pytest.mark.skipif(not SHIPPED.is_file(), reason="models/router.json is not shipped")
 def test_evaluate_auto_scores_the_picked_model(tmp_path: Path) -> None:
     """`evaluate --checkpoint auto` records each image's pick, and its PSNR is exactly the picked
-    model's on that image (aliased LR: the router sees what a user's raster would show it)."""
+    model's on that image (aliased LR at x4, where these two images take different routes)."""
     pytest.importorskip("torch")
     import shutil
 
@@ -199,23 +201,23 @@ def test_evaluate_auto_scores_the_picked_model(tmp_path: Path) -> None:
     if not val.is_dir():
         pytest.skip(f"{val} not found")
     folder = tmp_path / "val2"
-    for rel in ("harbor/harbor00.png", "forest/forest00.png"):
+    for rel in ("agricultural/agricultural08.png", "harbor/harbor00.png"):
         (folder / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(val / rel, folder / rel)
     router = R.Router.load(SHIPPED)
-    res = evaluate({"auto": "auto"}, folder, [2.0], degradation="bicubic-aliased", progress=False)
-    picks = res["routes"]["auto"]["2"]
-    assert len(picks) == 2 and set(picks) <= set(router.classes)
+    res = evaluate({"auto": "auto"}, folder, [4.0], degradation="bicubic-aliased", progress=False)
+    picks = res["routes"]["auto"]["4"]
+    assert sorted(picks) == ["other", "sharp"]  # measured: the fields take the general decoder, the harbour the sharp one
     models = {c: router.routes[c] for c in set(picks)}
     from mlin_qgis.core.models import resolve_model, spec_variant
     from mlin_qgis.ml.evaluate import OnnxMethod
     for label, spec in models.items():
         variant = spec_variant(spec)
         item = str(resolve_model(spec)) + (f"@{variant}" if variant else "")
-        one = evaluate({"m": OnnxMethod(item)}, folder, [2.0], degradation="bicubic-aliased", progress=False)
+        one = evaluate({"m": OnnxMethod(item)}, folder, [4.0], degradation="bicubic-aliased", progress=False)
         for i, pick in enumerate(picks):
             if pick == label:
-                assert res["per_image"]["auto"]["2"]["psnr"][i] == pytest.approx(one["per_image"]["m"]["2"]["psnr"][i], abs=1e-9)
+                assert res["per_image"]["auto"]["4"]["psnr"][i] == pytest.approx(one["per_image"]["m"]["4"]["psnr"][i], abs=1e-9)
 
 
 def test_variant_pair_loads_by_name_and_stores_weights_as_fp16(tiny_model: Path, tmp_path: Path) -> None:

@@ -43,7 +43,7 @@ class RouteDecision:
 
     def describe(self) -> str:
         probs = ", ".join(f"{k} {v:.2f}" for k, v in self.probabilities)
-        return f"auto -> {self.model} (input looks {self.label}: {self.reason}; p: {probs})"
+        return f"auto -> {self.model} ({self.reason}; p: {probs})"
 
 
 def auto_entry() -> ModelEntry | None:

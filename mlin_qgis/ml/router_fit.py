@@ -43,9 +43,10 @@ CLASSES = ("clean", "sharp", "other")  # how a sample was made (reported, not fi
 CANDIDATES = {"clean": "mlin-edsr-ucmerced", "sharp": "mlin-robust-ucmerced@sharp", "other": "mlin-robust-ucmerced"}
 ROUTED = ("sharp", "other")  # the last one is the general route (estimates use its speed)
 DESCRIPTIONS = {
-    "clean": "looks like a clean antialiased downsample: the model trained on clean LR",
-    "sharp": "looks sampled without an antialiasing filter (aliased edges): the sharp-input decoder",
-    "other": "not aliased (clean, blurred, JPEG-compressed, noisy or mixed): the general robust decoder",
+    "clean": "the input looks like a clean antialiased downsample: the model trained on clean LR",
+    "sharp": "the input looks sampled without an antialiasing filter (aliased edges): the sharp-input decoder",
+    "other": "the input does not look aliased (clean, blurred, JPEG-compressed, noisy or mixed): the general "
+             "robust decoder",
 }
 
 
