@@ -41,7 +41,7 @@ PY
   suite) d=${DEGRADATIONS:-$SUITE}; ev --per-class 1 --scales 2,3,4,8 --degradation "$d" --out "$(out_for "$d" "$OUT/suite-$name")" ;;
   accept) d=${DEGRADATIONS:-bicubic-aliased,jpeg,bicubic}
     ev --scales 2,4 --degradation "$d" ${PER_CLASS:+--per-class $PER_CLASS} --out "$(out_for "$d" "$OUT/accept-$name")" ;;
-  funsr) ev --protocol funsr --scales 2,3,4 --out "$OUT/funsr-$name" ;;
+  funsr) ev --protocol funsr --scales 2,3,4 ${PER_CLASS:+--per-class $PER_CLASS} --out "$OUT/funsr-$name" ;;
   ensemble) ev --per-class 1 --scales 2,4 --degradation bicubic,bicubic-aliased --ensemble 8 --out "$OUT/ensemble-$name" ;;
   *) echo "unknown stage $stage" >&2; exit 2 ;;
 esac
