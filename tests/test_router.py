@@ -152,6 +152,10 @@ def test_auto_run_picks_one_model_says_so_and_equals_that_model(tmp_path: Path) 
     a = gdal.Open(str(tmp_path / "auto.tif")).ReadAsArray()
     b = gdal.Open(str(tmp_path / "named.tif")).ReadAsArray()
     assert np.array_equal(a, b)
+    # an output fed back in with a named model does not pass its own route record on
+    again = superresolve(SuperResolveRequest(tmp_path / "auto.tif", tmp_path / "again.tif", 1.2, model=picked))
+    md2 = gdal.Open(str(again.output_path)).GetMetadata()
+    assert "MLIN_ROUTE" not in md2 and "MLIN_MODEL_ASKED" not in md2 and md2["MLIN_SOURCE"] == "auto.tif"
 
 
 def test_auto_without_a_router_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

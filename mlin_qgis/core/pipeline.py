@@ -303,7 +303,8 @@ def _prepare_output(path: Path, info: RasterInfo, plan: BandPlan, size: tuple[in
     options = raster_io.gtiff_options(info.dtype, rgb=groups_rgb, alpha=plan.alpha is not None, compress=compress)
     ds = raster_io.create_gtiff(path, out_w, out_h, len(plan.output_bands), info.dtype, options)
     _set_georeferencing(ds, info, gt, out_w / info.width, out_h / info.height)
-    metadata = {k: v for k, v in info.metadata.items() if not k.startswith("TIFFTAG_")}
+    # an input made by mlin itself must not pass on its own MLIN_* record (e.g. an old MLIN_ROUTE)
+    metadata = {k: v for k, v in info.metadata.items() if not k.startswith(("TIFFTAG_", "MLIN_"))}
     metadata.update({"MLIN_MODEL": f"{card.name} {card.version}", "MLIN_SCALE": f"{scale:g}",
                      "MLIN_SOURCE": Path(info.path).name})
     if route:  # `auto` picked the model: say so, and why (batch compares MLIN_MODEL_ASKED)
