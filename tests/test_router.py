@@ -224,7 +224,8 @@ def test_evaluate_auto_scores_the_picked_model(tmp_path: Path) -> None:
                 assert res["per_image"]["auto"]["4"]["psnr"][i] == pytest.approx(one["per_image"]["m"]["4"]["psnr"][i], abs=1e-9)
 
 
-def test_variant_pair_loads_by_name_and_stores_weights_as_fp16(tiny_model: Path, tmp_path: Path) -> None:
+def test_variant_pair_loads_by_name_and_stores_weights_as_fp16(tiny_model: Path, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """A variant pair (encoder.v.onnx + decoder.v.onnx, card 'NAME@v') is selected as FOLDER@v; its
     fp16-stored encoder weights run in fp32 and change the output by float16 rounding only; a pair
     whose card does not say '@v' is refused."""
@@ -253,12 +254,5 @@ def test_variant_pair_loads_by_name_and_stores_weights_as_fp16(tiny_model: Path,
     (folder / "decoder.w.onnx").write_bytes((tiny_model / "decoder.onnx").read_bytes())  # card says tiny-test
     with pytest.raises(MlinError, match="come from different models"):
         SuperResolver(f"{folder}@w", device="cpu", threads=1)
-    monkey_root = tmp_path
-    import os
-
-    os.environ["MLIN_MODELS_DIR"] = str(monkey_root)
-    try:
-        names = [e.name for e in available_models()]
-    finally:
-        del os.environ["MLIN_MODELS_DIR"]
-    assert "tiny-test@v" in names
+    monkeypatch.setenv("MLIN_MODELS_DIR", str(tmp_path))
+    assert "tiny-test@v" in [e.name for e in available_models()]

@@ -53,12 +53,12 @@ def auto_entry() -> ModelEntry | None:
         return None
     router = load_router()
     assert router is not None
-    cards = [ModelCard.from_onnx(resolve_model(spec) / decoder_file(spec_variant(spec))) for spec in router.routes.values()]
-    general = router.routes[router.classes[-1]]
-    card = copy.deepcopy(ModelCard.from_onnx(resolve_model(general) / decoder_file(spec_variant(general))))
+    cards = {spec: ModelCard.from_onnx(resolve_model(spec) / decoder_file(spec_variant(spec)))
+             for spec in router.routes.values()}
+    card = copy.deepcopy(cards[router.routes[router.classes[-1]]])
     card.name, card.description = AUTO_MODEL, AUTO_DESCRIPTION
-    card.recommended_max_scale = min(c.recommended_max_scale for c in cards)
-    card.hard_max_scale = min(c.hard_max_scale for c in cards)
+    card.recommended_max_scale = min(c.recommended_max_scale for c in cards.values())
+    card.hard_max_scale = min(c.hard_max_scale for c in cards.values())
     path = router_file()
     assert path is not None
     return ModelEntry(name=AUTO_MODEL, path=path.parent, card=card, spec=AUTO_MODEL)
@@ -151,10 +151,7 @@ def choose_model(src: gdal.Dataset, info: RasterInfo, bands: BandPlan, stats: di
     if not samples:
         raise MlinError(f"model '{AUTO_MODEL}' found no window of the raster with at least 90 % valid pixels to "
                         f"judge it by; choose a model by name (e.g. --model {router.routes[router.classes[-1]]}).")
-    label, p = router.classify_windows(samples)
-    decision = RouteDecision(model=router.routes[label], label=label,
-                             probabilities=tuple((c, float(v)) for c, v in zip(router.classes, p)),
-                             reason=router.descriptions.get(label, label))
+    decision = _decide(router, samples)
     log.info("%s", decision.describe())
     return decision
 
@@ -164,7 +161,11 @@ def classify_image(image: np.ndarray) -> RouteDecision:
     router = load_router()
     if router is None:
         raise MlinError(f"model '{AUTO_MODEL}' needs the router (models/{ROUTER_FILE}); choose a model by name.")
-    label, p = router.classify_windows([image])
+    return _decide(router, [image])
+
+
+def _decide(router: Router, images: list[np.ndarray]) -> RouteDecision:
+    label, p = router.classify_windows(images)
     return RouteDecision(model=router.routes[label], label=label,
                          probabilities=tuple((c, float(v)) for c, v in zip(router.classes, p)),
                          reason=router.descriptions.get(label, label))
