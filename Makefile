@@ -97,7 +97,7 @@ plugin:
 	@tar --exclude=__pycache__ --exclude='*.pth' -cf - resources $$([ -d models ] && echo models) | tar -C $(PLUGIN_DIR) -xf -
 	@for f in LICENSE LICENSE.txt LICENSE.md README.md; do [ -f $$f ] && cp $$f $(PLUGIN_DIR)/ || true; done
 	@[ -f $(PLUGIN_DIR)/LICENSE ] || echo "plugin: warning: no LICENSE file at the repository root (plugins.qgis.org requires one)" >&2
-	@echo "plugin: $(abspath $(PLUGIN_DIR)) ($$(ls $(PLUGIN_DIR)/models 2>/dev/null | wc -l) model(s))"
+	@echo "plugin: $(abspath $(PLUGIN_DIR)) ($$(find $(PLUGIN_DIR)/models -mindepth 1 -maxdepth 1 -type d 2>/dev/null | wc -l) model folder(s))"
 
 zip: plugin
 	@rm -f $(PLUGIN_BUILD)/mlin_qgis.zip
