@@ -4,7 +4,7 @@ No single model is best on every input: a decoder trained on clean antialiased L
 and 3-4 dB worse than bicubic on LR sampled without an antialiasing filter (a sharp, aliasing
 sensor); one trained on a broad mix of degradations gives up ~0.4 dB on clean LR; one trained on
 aliased LR alone wins there and nowhere else. The router reads a few numbers that separate these
-cases from the LR itself (no ground truth is needed) and a small softmax regression (quadratic terms),
+cases from the LR itself (no ground truth is needed) and a small softmax regression (linear or quadratic terms),
 fitted on degraded training images (``mlin_qgis.ml.router_fit``, never on val), names the class;
 each class names a model (``route``). Everything here is numpy: this runs inside QGIS.
 
@@ -16,7 +16,10 @@ Features (luminance in 8-bit DN units, whole image or a few windows of it):
 * JPEG blockiness: how much stronger the steps across one of the 8 column/row phases are than
   the median phase (a JPEG grid shows as one phase);
 * noise floor: the high-pass level in the flattest patches (DN) and relative to the busiest ones
-  (noise is everywhere, aliasing sits on edges).
+  (noise is everywhere, aliasing sits on edges);
+* when the router file carries one, the mean logit of a tiny convolutional aliasing detector
+  (``aliasing_detector``): jagged edges are local, and at x2 the spectrum alone hardly tells an
+  aliased busy scene from a clean sharp one.
 """
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .aliasing_detector import AliasingDetector
 from .errors import ConfigError, ModelCardError
 
 log = logging.getLogger(__name__)
@@ -41,6 +45,7 @@ FEATURE_NAMES = (
     *(f"log_power_{lo:.3f}_{hi:.3f}_over_first" for lo, hi in zip(_EDGES[1:-1], _EDGES[2:])),
     "jpeg_blockiness", "log_noise_floor_dn", "log_noise_floor_over_busy",
 )
+DETECTOR_FEATURE = "aliasing_detector_logit"
 MIN_SIDE = 16
 
 
@@ -142,6 +147,19 @@ class Router:
     terms: str = "quadratic"
     descriptions: dict[str, str] = field(default_factory=dict)
     fitted_on: str = ""
+    detector: AliasingDetector | None = None
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return FEATURE_NAMES + ((DETECTOR_FEATURE,) if self.detector is not None else ())
+
+    def features(self, image: np.ndarray) -> np.ndarray:
+        """The feature vector (feature_names) of one image in model units."""
+        y = luminance(image)
+        feats = lr_features(y)
+        if self.detector is None:
+            return feats
+        return np.append(feats, self.detector.score(y))
 
     def probabilities(self, features: np.ndarray) -> np.ndarray:
         z = expand((np.atleast_2d(features) - self.mean) / self.std, self.terms) @ self.weights + self.bias
@@ -151,7 +169,7 @@ class Router:
 
     def classify(self, image: np.ndarray) -> tuple[str, np.ndarray]:
         """The class of one image in model units, and its probabilities."""
-        p = self.probabilities(lr_features(luminance(image)))[0]
+        p = self.probabilities(self.features(image))[0]
         return self.classes[int(np.argmax(p))], p
 
     def classify_windows(self, images: Sequence[np.ndarray]) -> tuple[str, np.ndarray]:
@@ -161,24 +179,29 @@ class Router:
         if not usable:
             raise ConfigError(f"the raster is smaller than {MIN_SIDE}x{MIN_SIDE} px; choose a model by name "
                               f"instead of '{AUTO_MODEL}'.")
-        feats = np.stack([lr_features(luminance(im)) for im in usable])
+        feats = np.stack([self.features(im) for im in usable])
         logp = np.log(self.probabilities(feats) + 1e-12).mean(axis=0)
         p = np.exp(logp - logp.max())
         p /= p.sum()
         return self.classes[int(np.argmax(p))], p
 
     def to_json(self) -> dict[str, Any]:
-        return {"format": "mlin-router/1", "features": list(FEATURE_NAMES), "classes": self.classes,
+        data = {"format": "mlin-router/1", "features": list(self.feature_names), "classes": self.classes,
                 "routes": self.routes, "terms": self.terms, "descriptions": self.descriptions, "fitted_on": self.fitted_on,
                 "mean": self.mean.tolist(), "std": self.std.tolist(), "weights": self.weights.tolist(),
                 "bias": self.bias.tolist()}
+        if self.detector is not None:
+            data["detector"] = self.detector.to_json()
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any], source: str = "router") -> "Router":
         try:
-            if data.get("format") != "mlin-router/1" or list(data["features"]) != list(FEATURE_NAMES):
+            detector = AliasingDetector.from_json(data["detector"], source) if "detector" in data else None
+            names = FEATURE_NAMES + ((DETECTOR_FEATURE,) if detector is not None else ())
+            if data.get("format") != "mlin-router/1" or list(data["features"]) != list(names):
                 raise ModelCardError(f"{source} is not a router of this version (format mlin-router/1 with "
-                                     f"features {', '.join(FEATURE_NAMES)}); refit it with `mlin fit-router`.")
+                                     f"features {', '.join(names)}); refit it with `mlin fit-router`.")
             classes = [str(c) for c in data["classes"]]
             routes = {str(k): str(v) for k, v in data["routes"].items()}
             missing = [c for c in classes if c not in routes]
@@ -188,12 +211,12 @@ class Router:
                          std=np.asarray(data["std"], float), weights=np.asarray(data["weights"], float),
                          bias=np.asarray(data["bias"], float), terms=str(data.get("terms", "quadratic")),
                          descriptions=dict(data.get("descriptions", {})),
-                         fitted_on=str(data.get("fitted_on", "")))
+                         fitted_on=str(data.get("fitted_on", "")), detector=detector)
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelCardError(f"{source} is not a valid router file ({exc}); refit it with `mlin fit-router`.") from exc
         if router.terms not in ("linear", "quadratic"):
             raise ModelCardError(f"{source} has terms {router.terms!r}; expected linear or quadratic.")
-        n, k = len(FEATURE_NAMES), len(classes)
+        n, k = len(router.feature_names), len(classes)
         if router.weights.shape != (n_terms(n, router.terms), k) or router.bias.shape != (k,) or router.mean.shape != (n,) \
                 or router.std.shape != (n,) or np.any(router.std <= 0):
             raise ModelCardError(f"{source} has arrays of the wrong shape for {n} features and {k} classes; "

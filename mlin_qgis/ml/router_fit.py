@@ -10,7 +10,9 @@ chain drawn a third each from:
 
 Every route's model is run on every sample (a 96x96 window of its HR) and the router is fitted to
 pick each sample's best route, weighted by what a wrong pick costs there (softmax regression on
-quadratic terms of the standardised features; full-batch gradient descent). So it learns what
+the standardised features; full-batch gradient descent). Its inputs are the handcrafted features and
+the mean logit of a small aliasing detector trained first on the same training images
+(``mlin_qgis.ml.aliasing_fit``; cached, like the routes' PSNR, under ``--cache``). So it learns what
 matters: an aliased input decoded by the clean model loses ~3 dB, a clean one decoded by the
 general model ~0.4 dB, and a featureless image costs nothing whichever route it takes. The class labels are only reported (a
 confusion table). Deterministic per seed; val is never read.
@@ -29,7 +31,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from mlin_qgis.core.router import FEATURE_NAMES, Router, expand, lr_features, luminance
+from mlin_qgis.core.aliasing_detector import AliasingDetector
+from mlin_qgis.core.router import Router, expand, lr_features, luminance
 from mlin_qgis.ml.degradation import Degradation, DegradationConfig, draw, make_lr
 from mlin_qgis.ml.images import list_images, load_image
 
@@ -61,6 +64,7 @@ class RouterFitConfig:
     l2: float = 1e-4
     steps: int = 3000
     seed: int = 0
+    detector: bool = True  # also read the aliasing detector's logit (ml/aliasing_fit.py)
 
 
 def labelled_chain(rng: np.random.Generator, scale: float, cfg: RouterFitConfig) -> tuple[str, Degradation]:
@@ -150,12 +154,13 @@ def route_psnr(samples: list[Sample], spec: str, threads: int = 1, progress: boo
 
 
 def fit(features: np.ndarray, costs: np.ndarray, cfg: RouterFitConfig, classes: tuple[str, ...] = ROUTED,
-        routes: dict[str, str] | None = None) -> Router:
+        routes: dict[str, str] | None = None, detector: AliasingDetector | None = None) -> Router:
     """Cost-weighted softmax regression: each sample's target is its best route, weighted by what a
     wrong pick would cost on it (the mean dB lost by the other routes). So samples where the routes
     tie (flat, featureless images) barely count, and an aliased image (3 dB lost by the clean model)
     counts a lot. Cross-entropy keeps the fit convex (minimising the expected cost directly stalls at
-    "always the general route"). ``costs`` (N, routes): dB below the per-sample best route."""
+    "always the general route"). ``costs`` (N, routes): dB below the per-sample best route;
+    ``features`` end with the detector's logit when a detector is given."""
     mean, std = features.mean(axis=0), features.std(axis=0) + 1e-9
     x = expand((features - mean) / std, cfg.terms)
     n, k = costs.shape
@@ -176,7 +181,7 @@ def fit(features: np.ndarray, costs: np.ndarray, cfg: RouterFitConfig, classes: 
     routes = routes or {c: CANDIDATES[c] for c in classes}
     return Router(classes=list(classes), routes=dict(routes), mean=mean, std=std, weights=w, bias=b, terms=cfg.terms,
                   descriptions={c: DESCRIPTIONS.get(c, c) for c in classes},
-                  fitted_on=json.dumps(asdict(cfg), sort_keys=True))
+                  fitted_on=json.dumps(asdict(cfg), sort_keys=True), detector=detector)
 
 
 def costs_from_psnr(psnr: np.ndarray) -> np.ndarray:
@@ -211,7 +216,11 @@ def held_out_report(router: Router, feats: np.ndarray, labels: np.ndarray, psnr:
              "image, a random chain and scale x1.2-x8); every candidate model run on a 96x96 window of each. "
              f"Fitted on the first half, measured on the other {len(labels)} (val is never used here; the shipped "
              "router is then refitted on all samples). Routes: " + ", ".join(f"`{router.routes[c]}`" for c in router.classes)
-             + ".", "", "Mean dB below the per-sample best of the three models (0 = always the best one):", "",
+             + ". Features: " + ", ".join(f"`{n}`" for n in router.feature_names) + "."
+             + (" The aliasing detector was trained on crops of all the training images (other crops, chains and "
+                "scales than these samples), so this check flatters it a little; val is the honest test."
+                if router.detector is not None else ""), "",
+             "Mean dB below the per-sample best of the three models (0 = always the best one):", "",
              "| routing | all | " + " | ".join(f"made {c}" for c in CLASSES) + " |",
              "|---|---:|" + "---:|" * len(CLASSES)]
 
@@ -243,6 +252,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache", default="runs/router",
                         help="folder keeping each route's PSNR per sample (keyed by the model files' SHA-256), "
                              "so a rerun recomputes only the routes whose model changed")
+    parser.add_argument("--no-detector", action="store_true",
+                        help="fit on the handcrafted features alone (no aliasing detector)")
     parser.add_argument("--routes-only", action="store_true", help="compute the routes' PSNR, do not fit")
     parser.add_argument("--out", default="models/router.json", help="where the router is written")
     parser.add_argument("--report", default="docs/results/router.md", help="the held-out check, as markdown")
@@ -273,9 +284,27 @@ def cached_route_psnr(cfg: RouterFitConfig, spec: str, cache: Path, samples: lis
     return psnr, samples
 
 
+def cached_detector(cfg: RouterFitConfig, cache: Path) -> AliasingDetector:
+    """The aliasing detector trained on cfg.data_root (~15 min on one core), from `cache` when the same
+    data and detector config made it."""
+    from mlin_qgis.ml.aliasing_fit import DetectorFitConfig, fit_detector
+
+    dcfg = DetectorFitConfig()
+    key = hashlib.sha256(json.dumps([cfg.data_root, asdict(dcfg)], sort_keys=True).encode()).hexdigest()[:16]
+    path = cache / f"detector-{key}.json"
+    if path.is_file():
+        log.info("aliasing detector reused from %s", path)
+        return AliasingDetector.from_json(json.loads(path.read_text()), str(path))
+    detector = fit_detector(cfg.data_root, dcfg)
+    cache.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(detector.to_json()))
+    return detector
+
+
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    cfg = RouterFitConfig(data_root=args.data_root, samples_per_image=args.samples_per_image, seed=args.seed)
+    cfg = RouterFitConfig(data_root=args.data_root, samples_per_image=args.samples_per_image, seed=args.seed,
+                          detector=not args.no_detector)
     cache = Path(args.cache)
     samples: list[Sample] | None = None
     columns = []
@@ -286,21 +315,24 @@ def run(args: argparse.Namespace) -> int:
         return 0
     samples = samples if samples is not None else make_samples(cfg)
     feats = np.stack([smp.features for smp in samples])
+    detector = cached_detector(cfg, cache) if cfg.detector else None
+    if detector is not None:
+        feats = np.c_[feats, [detector.score(luminance(smp.lr)) for smp in samples]]
     labels = np.array([smp.label for smp in samples])
     psnr = np.stack(columns, axis=1)
     routed = [list(CANDIDATES).index(c) for c in ROUTED]
     costs = costs_from_psnr(psnr[:, routed])
     half = len(labels) // 2
-    check = fit(feats[:half], costs[:half], cfg)  # held-out check on the other half of the TRAIN images
+    check = fit(feats[:half], costs[:half], cfg, detector=detector)  # held-out check on the other half of the TRAIN images
     report = held_out_report(check, feats[half:], labels[half:], psnr[half:], len(labels))
     log.info("%s", report)
     if args.report:
         Path(args.report).write_text(report + "\n")
-    router = fit(feats, costs, cfg)
+    router = fit(feats, costs, cfg, detector=detector)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(json.dumps(router.to_json(), indent=1) + "\n")
     tmp.replace(out)
-    log.info("router written to %s (%d samples, features: %s)", out, len(labels), ", ".join(FEATURE_NAMES))
+    log.info("router written to %s (%d samples, features: %s)", out, len(labels), ", ".join(router.feature_names))
     return 0
