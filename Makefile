@@ -6,7 +6,7 @@ export PYTHONUNBUFFERED := 1
 SHARED ?= ../shared
 DEMO_SCALE ?= 4
 
-.PHONY: setup demo test bench bench-cluster screenshots gpu-check train-robust train-auto fit-router train-mlin train-ablation evaluate export-liif plugin zip deploy qgis_process batch clean
+.PHONY: setup demo test bench bench-cluster screenshots gpu-check train-robust train-auto fit-router train-mlin train-ablation meta-ablation evaluate export-liif plugin zip deploy qgis_process batch clean
 
 setup:
 	@bash scripts/setup.sh
@@ -52,7 +52,8 @@ train-robust: setup
 
 ## `--model auto`: the sharp-input decoder on the robust model's frozen encoder (~1 h on one CPU
 ## thread), shipped as models/mlin-robust-ucmerced/decoder.sharp.onnx, then the router fitted on
-## degraded TRAINING images (every route run on every sample, ~40 min on one thread).
+## degraded TRAINING images (its aliasing detector ~15 min, every route run on every sample ~40 min,
+## one thread; both cached under runs/router/).
 train-auto: setup
 	$(PY) -m mlin_qgis train --config configs/robust_sharp_decoder.yaml
 	$(PY) -m mlin_qgis export --ship --variant sharp --checkpoint runs/robust-sharp-decoder/checkpoint.pth \
@@ -66,6 +67,13 @@ fit-router: setup
 train-ablation: setup
 	$(PY) -m mlin_qgis train --config configs/liif_area_ucmerced.yaml
 	$(PY) -m mlin_qgis train --config configs/liif_area_ucmerced_l2.yaml
+
+## Meta vs area weights under the robust training, same budget (two runs side by side, ~1 h on the two
+## cores; then ~30 min of paired evaluation): docs/results/meta_ablation_robust.md.
+meta-ablation: setup
+	bash scripts/meta_ablation.sh train
+	bash scripts/meta_ablation.sh eval bicubic-aliased & bash scripts/meta_ablation.sh eval jpeg,bicubic; wait
+	bash scripts/meta_ablation.sh report
 
 ## The quality table of the model card: bicubic, official LIIF, the area-weight ablation (when its run
 ## is in runs/) and the shipped MLIN on UC Merced val, whole images (~20 min per model on one core).
