@@ -256,3 +256,26 @@ def test_variant_pair_loads_by_name_and_stores_weights_as_fp16(tiny_model: Path,
         SuperResolver(f"{folder}@w", device="cpu", threads=1)
     monkeypatch.setenv("MLIN_MODELS_DIR", str(tmp_path))
     assert "tiny-test@v" in [e.name for e in available_models()]
+
+
+def test_evaluate_takes_a_variants_int8_decoder_file() -> None:
+    """`evaluate --checkpoint FOLDER/decoder.sharp.int8.onnx` measures that variant at int8: the same
+    pixels as the engine asked for `FOLDER@sharp` with precision int8, and not the fp32 ones."""
+    pytest.importorskip("torch")
+    from mlin_qgis.core.engine import SuperResolver
+    from mlin_qgis.ml.evaluate import OnnxMethod, _is_onnx_folder
+
+    folder = REPO / "models" / "mlin-robust-ucmerced"
+    path = folder / "decoder.sharp.int8.onnx"
+    if not path.is_file():
+        pytest.skip("the sharp variant's int8 decoder is not shipped")
+    assert _is_onnx_folder(path)
+    method = OnnxMethod(path, threads=1)
+    assert method.engine.config.precision == "int8" and method.engine.files[1] == path
+    lr = smooth_image(20, 24, seed=2).astype(np.float32)
+    expect = SuperResolver(f"{folder}@sharp", device="cpu", threads=1, precision="int8").upscale(lr, (40, 48), clip=False)
+    fp32 = SuperResolver(f"{folder}@sharp", device="cpu", threads=1).upscale(lr, (40, 48), clip=False)
+    import torch
+
+    got = method.super_resolve(torch.from_numpy(lr)[None], (40, 48))[0].numpy()
+    assert np.array_equal(got, expect) and not np.array_equal(got, fp32)

@@ -132,11 +132,13 @@ class OnnxMethod:
 
     def __init__(self, folder: str | os.PathLike, threads: int | None = None, ensemble: int = 1) -> None:
         from mlin_qgis.core.engine import SuperResolver
-        from mlin_qgis.core.models import DECODER_INT8_FILE
+        from mlin_qgis.core.models import spec_variant
 
         path = Path(folder)
-        precision = "int8" if path.name == DECODER_INT8_FILE else "fp32"  # FOLDER/decoder.int8.onnx: int8
-        spec = path.parent if path.is_file() else folder  # FOLDER or FOLDER@variant
+        # FOLDER/decoder.int8.onnx or FOLDER/decoder.<variant>.int8.onnx: that int8 decoder
+        precision = "int8" if path.is_file() and path.name.endswith(".int8.onnx") else "fp32"
+        variant = spec_variant(path) if path.is_file() else None
+        spec = (f"{path.parent}@{variant}" if variant else path.parent) if path.is_file() else folder
         self.engine = SuperResolver(spec, device="cpu", threads=threads, precision=precision)
         self.folder = self.engine.model_dir
         self.ensemble = ensemble
@@ -175,14 +177,15 @@ class AutoMethod:
 
 
 def _is_onnx_folder(item: Any) -> bool:
-    """A model folder, FOLDER@variant (its decoder.<variant>.onnx), or its int8 decoder file
-    (FOLDER/decoder.int8.onnx evaluates --precision int8)."""
+    """A model folder, FOLDER@variant (its decoder.<variant>.onnx), or an int8 decoder file
+    (FOLDER/decoder.int8.onnx, FOLDER/decoder.<variant>.int8.onnx: evaluated with --precision int8)."""
     if not isinstance(item, (str, os.PathLike)):
         return False
     from mlin_qgis.core.models import split_spec
 
     path = Path(split_spec(item)[0])
-    return (path / "encoder.onnx").is_file() or (path.name == "decoder.int8.onnx" and path.is_file())
+    return (path / "encoder.onnx").is_file() or (path.name.startswith("decoder.") and path.name.endswith(".int8.onnx")
+                                                 and path.is_file())
 
 
 def _load_methods(checkpoints: Mapping[str, Any], ensemble: int = 1) -> dict[str, Any]:
