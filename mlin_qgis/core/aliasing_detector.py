@@ -46,7 +46,12 @@ class AliasingDetector:
         return float(x.mean())
 
     def to_json(self) -> dict[str, Any]:
-        return {"weights": [w.tolist() for w in self.weights], "biases": [b.tolist() for b in self.biases]}
+        # each float32 as its shortest exact decimal (str of a float32): half the file, same weights
+        def short(a: np.ndarray) -> Any:
+            flat = a.astype(np.float32).ravel()  # iterating keeps numpy float32 scalars (str: shortest)
+            return np.array([float(str(v)) for v in flat]).reshape(a.shape).tolist()
+
+        return {"weights": [short(w) for w in self.weights], "biases": [short(b) for b in self.biases]}
 
     @classmethod
     def from_json(cls, data: dict[str, Any], source: str = "router") -> "AliasingDetector":
