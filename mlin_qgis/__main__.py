@@ -1,4 +1,4 @@
-"""Command line: `python -m mlin_qgis {sr,batch,train,evaluate,export,quantize,fit-router} ...`.
+"""Command line: `python -m mlin_qgis {sr,batch,train,evaluate,export,import-onnx,quantize,fit-router} ...`.
 
 Each subcommand lives in its own module exposing `add_arguments(parser)` and `run(args) -> int`;
 torch-based ones are imported only when chosen, so `sr` works with numpy, GDAL and onnxruntime alone."""
@@ -15,6 +15,7 @@ SUBCOMMANDS = {
     "train": ("mlin_qgis.ml.train", "train the decoder (and meta-weight network) on a frozen encoder"),
     "evaluate": ("mlin_qgis.ml.evaluate", "PSNR/SSIM of checkpoints against bicubic, whole-image protocol"),
     "export": ("mlin_qgis.ml.export", "export a checkpoint to the encoder/decoder ONNX pair"),
+    "import-onnx": ("mlin_qgis.ml.onnx_import", "read a shipped ONNX pair back into a training checkpoint (.pth)"),
     "quantize": ("mlin_qgis.ml.quantize", "write a model's int8 decoder (decoder.int8.onnx) for --precision int8"),
     "fit-router": ("mlin_qgis.ml.router_fit", "fit the router that `--model auto` uses, on degraded training images"),
 }

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -147,3 +148,39 @@ def test_update_card_changes_only_the_card(exported, tmp_path):
     with pytest.raises(ModelCardError):
         update_card(folder, hard_max_scale="lots")
     assert ModelCard.from_onnx(folder / "decoder.onnx").description == "for tests only"
+
+
+def test_onnx_pair_reads_back_to_the_same_weights(exported):
+    """`import-onnx`: every weight of the exported pair comes back exactly, with its torch name."""
+    from mlin_qgis.ml.onnx_import import model_from_onnx
+
+    model, enc, _ = exported
+    back = model_from_onnx(enc.parent).state_dict()
+    for name, tensor in model.state_dict().items():
+        if name.startswith("encoder.sub_mean") or name.startswith("encoder.add_mean"):
+            continue  # fixed (not in the graph: LIIF's EDSR skips its mean shift); both sides keep the default
+        assert torch.equal(back[name], tensor), name
+    assert (model.decoder.meta is None) == (back.get("decoder.meta.embed.weight") is None)
+
+
+def test_imported_checkpoint_continues_with_its_budget(exported, tmp_path):
+    """The written .pth loads as a training start and its record carries the card's budget sentence,
+    which shipping a continuation then repeats."""
+    from mlin_qgis.ml.export import budget_text, update_card
+    from mlin_qgis.ml.model import load_model, read_checkpoint
+    from mlin_qgis.ml.onnx_import import checkpoint_from_onnx
+    from mlin_qgis.ml.train import TrainConfig, earlier_phases
+
+    model, enc, _ = exported
+    update_card(enc.parent, training_budget="300 iterations with L2 loss. In all: 1300 iterations, 0.50 h")
+    path = checkpoint_from_onnx(str(enc.parent), tmp_path / "start.pth")
+    again = load_model(path)
+    assert torch.equal(again.decoder.imnet.layers[0].weight, model.decoder.imnet.layers[0].weight)
+    record = read_checkpoint(path)["train"]
+    assert (record["iteration"], record["seconds"]) == (1300, 1800.0)
+    continued = {"phases": earlier_phases(str(path)), "iteration": 100, "seconds": 360.0,
+                 "config": asdict(TrainConfig(loss="l2"))}
+    text = budget_text(continued, "CPU")
+    first, then = text.split(". Then ", 1)
+    assert first.startswith("300 iterations with L2 loss. In all: 1300 iterations, 0.50 h (the shipped")
+    assert then.startswith("100 iterations with L2 loss") and text.endswith("In all: 1400 iterations, 0.60 h")

@@ -159,7 +159,10 @@ def update_card(folder: str | Path, **fields: Any) -> Dict[str, Any]:
 
 # -- shipping a training run as a model folder ----------------------------------------------------
 def phase_text(phase: Dict[str, Any], hardware: str) -> str:
-    """One sentence on one training phase, from the run's own record."""
+    """One sentence on one training phase, from the run's own record (a phase read back from a shipped
+    model's ONNX files carries its card's sentence as `text`)."""
+    if "text" in phase:
+        return str(phase["text"])
     cfg = phase["config"]
     sampler = cfg["sampler"]
     rates = f"decoder lr {cfg['lr']:g}" + (f", meta lr {cfg['lr_meta']:g}" if cfg["weighting"] == "meta" else "")
@@ -260,8 +263,10 @@ def ship_variant(checkpoint: str | Path, folder: str | Path, variant: str, train
 
     The variant needs its own encoder file because the exported encoder ends with the decoder's first
     layer (the factored projection, which the variant trained); that file stores its weights as
-    float16 (``store_weights_fp16``: half the size; the model still runs in fp32). Refused unless the
-    backbone equals the folder's (at most the projection's 2 tensors differ). Both cards are named
+    float16 (``store_weights_fp16``: half the size; the model still runs in fp32). Unless the run
+    fine-tuned its encoder on purpose (``train_encoder`` in its record: the variant then carries its
+    own backbone too), it is refused when the backbone differs from the folder's (at most the
+    projection's 2 tensors may). Both cards are named
     "<folder's name>@<variant>" with the folder's version."""
     import tempfile
 
@@ -277,7 +282,8 @@ def ship_variant(checkpoint: str | Path, folder: str | Path, variant: str, train
         out = Path(tmp) / folder.name
         ship_checkpoint(checkpoint, out, training_data, hardware, description=description, keep_pth=False)
         changed = differing_weights(out / ENCODER_FILE, folder / ENCODER_FILE)
-        if changed > 2:
+        own_encoder = bool(read_checkpoint(checkpoint)["train"]["config"].get("train_encoder"))
+        if changed > 2 and not own_encoder:
             raise ConfigError(f"{checkpoint} was not trained on the encoder of {folder} ({changed} weight tensors "
                               f"differ, at most the 2 of the decoder's first layer may); a variant must keep that "
                               f"folder's encoder frozen.")

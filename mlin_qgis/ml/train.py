@@ -294,7 +294,7 @@ def earlier_phases(init_checkpoint: str) -> List[Dict[str, Any]]:
     if not record:
         raise ConfigError(f"init_checkpoint {init_checkpoint} has no training record; "
                          "continue from a checkpoint written by `python -m mlin_qgis train`")
-    this = {k: record[k] for k in ("iteration", "seconds", "config")}
+    this = {k: record[k] for k in ("iteration", "seconds", "config", "text") if k in record}
     return list(record.get("phases", [])) + [this]
 
 
