@@ -50,8 +50,9 @@ train-robust: setup
 	$(PY) -m mlin_qgis train --config configs/robust_mlin_encoder.yaml
 	$(PY) -m mlin_qgis train --config configs/robust_mlin.yaml
 
-## `--model auto`: the sharp-input decoder on the robust model's frozen encoder (~1 h on one CPU
-## thread), shipped as models/mlin-robust-ucmerced/decoder.sharp.onnx, then the router fitted on
+## `--model auto`: the sharp-input decoder, first on the robust model's frozen encoder (~1 h on one CPU
+## thread), then with its encoder fine-tuned in two 1500-iteration phases (~1 h each on 2 threads),
+## shipped as models/mlin-robust-ucmerced/{encoder,decoder}.sharp.onnx, then the router fitted on
 ## degraded TRAINING images (its aliasing detector ~15 min, every route run on every sample ~40 min,
 ## one thread; both cached under runs/router/).
 train-auto: setup
@@ -59,6 +60,14 @@ train-auto: setup
 	$(PY) -m mlin_qgis export --ship --variant sharp --checkpoint runs/robust-sharp-decoder/checkpoint.pth \
 	  --out models/mlin-robust-ucmerced --training-data "UC Merced train (1260 images), aliased LR only" \
 	  --hardware "1 CPU thread" --description "LR sampled without an antialiasing filter (sharp, aliasing sensor)"
+	# encoder phases (0.6.2): the encoder fine-tuned too (2e-5, then 1e-4), from the frozen phase's exact shipped weights
+	$(PY) -m mlin_qgis import-onnx --model mlin-robust-ucmerced@sharp --out runs/import/robust-sharp.pth
+	$(PY) -m mlin_qgis train --config configs/robust_sharp_encoder.yaml
+	$(PY) -m mlin_qgis train --config configs/robust_sharp_encoder2.yaml
+	$(PY) -m mlin_qgis export --ship --variant sharp --checkpoint runs/robust-sharp-encoder2/checkpoint.pth \
+	  --out models/mlin-robust-ucmerced --training-data "UC Merced train (1260 images), aliased LR only" \
+	  --hardware "1-2 threads of a 2-core AMD EPYC CPU, no GPU" --description "LR sampled without an antialiasing filter (sharp, aliasing sensor)"
+	$(PY) -m mlin_qgis quantize --model mlin-robust-ucmerced@sharp
 	$(MAKE) fit-router
 
 fit-router: setup
