@@ -1,7 +1,7 @@
 """Real rasters with no ground truth: side-by-side crops and the no-reference artefact indicators.
 
     .venv/bin/python scripts/real_rasters.py --model liif=models/liif-edsr-div2k \
-        --model mlin=models/mlin-edsr-ucmerced --model robust=models/mlin-robust-ucmerced \
+        --model mlin-0.3=models/mlin-edsr-ucmerced --model robust=models/mlin-robust-ucmerced \
         --model sharp=models/mlin-robust-ucmerced@sharp --model auto=auto --scale 4 --out docs
 
 Writes docs/real_rasters.png (input, bicubic, each model on a crop of each raster) and
