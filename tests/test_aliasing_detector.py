@@ -40,6 +40,37 @@ def test_numpy_detector_equals_its_torch_twin() -> None:
     assert abs(det.score(y) - expect) < 1e-5
 
 
+def test_three_output_detector_twin_and_features() -> None:
+    """With three outputs (clean, sharp, other) the torch twin gives the same three mean logits, and
+    the features are the sharp and clean logits each minus the 'other' one (softmax-invariant)."""
+    torch = pytest.importorskip("torch")
+    from mlin_qgis.ml.aliasing_fit import DetectorNet, detector_loss
+
+    torch.manual_seed(1)
+    net = DetectorNet((4, 6), outputs=3)
+    det = net.to_detector()
+    assert det.outputs == 3 and det.feature_names == ("detector_sharp_vs_other", "detector_clean_vs_other")
+    y = np.random.default_rng(2).uniform(0, 255, (48, 40))
+    with torch.no_grad():
+        expect = net(torch.from_numpy(y / 255.0).float()[None, None])[0].numpy()
+    assert np.allclose(det.mean_logits(y), expect, atol=1e-5)
+    clean, sharp, other = expect
+    assert np.allclose(det.features(y), [sharp - other, clean - other], atol=1e-5)
+    assert np.isclose(det.score(y), sharp - other, atol=1e-5)
+    again = AliasingDetector.from_json(json.loads(json.dumps(det.to_json())))
+    assert np.allclose(again.features(y), det.features(y))
+    # the losses: cross-entropy over the three classes; one output = binary 'made sharp'
+    logits = torch.tensor([[0.0, 0.0, 0.0]])
+    assert np.isclose(float(detector_loss(logits, torch.tensor([1]), 3)), np.log(3.0))
+    one = torch.tensor([0.0, 0.0])
+    assert np.isclose(float(detector_loss(one, torch.tensor([1, 0]), 1)), np.log(2.0))
+    with pytest.raises(ModelCardError, match="one or three"):
+        bad = det.to_json()
+        bad["weights"][-1] = bad["weights"][-1][:2]
+        bad["biases"][-1] = bad["biases"][-1][:2]
+        AliasingDetector.from_json(bad)
+
+
 def test_detector_file_round_trip_and_clear_errors() -> None:
     rng = np.random.default_rng(1)
     det = AliasingDetector(weights=[rng.normal(size=(4, 1, 3, 3)).astype(np.float32),

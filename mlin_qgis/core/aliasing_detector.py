@@ -6,6 +6,10 @@ are exactly the images where the sharp-input decoder gains most (~2 dB). Aliasin
 jagged, staircased edges, which a few 3x3 convolutions can see. So the router also reads this
 network's mean logit (fitted in ``mlin_qgis.ml.aliasing_fit`` on training images only; its weights
 live in the router file, so the router stays one JSON file and the QGIS side needs only numpy).
+
+A detector has one output (the logit of "made without an antialiasing filter") or three (logits of
+how the LR was made: clean antialiased downsample, sharp/aliased, anything else). Its features are
+the mean logit, or the two mean logit differences against "anything else".
 """
 from __future__ import annotations
 
@@ -25,14 +29,37 @@ MIN_SIDE = 16
 
 @dataclass
 class AliasingDetector:
-    """3x3 convolutions with ReLU between them, then a 1x1 convolution to one logit per pixel;
-    the score is the mean logit over the (valid) pixels."""
+    """3x3 convolutions with ReLU between them, then a 1x1 convolution to one or three logits per
+    pixel; the score is the mean logit over the (valid) pixels."""
 
     weights: list[np.ndarray]  # (out, in, k, k), the last one 1x1
     biases: list[np.ndarray]  # (out,)
 
+    @property
+    def outputs(self) -> int:
+        return int(self.weights[-1].shape[0])
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        """What `features` returns, in the router's feature list."""
+        if self.outputs == 1:
+            return ("aliasing_detector_logit",)
+        return ("detector_sharp_vs_other", "detector_clean_vs_other")
+
+    def features(self, y_dn: np.ndarray) -> np.ndarray:
+        """The router's detector features of one luminance image in 8-bit DN units."""
+        logits = self.mean_logits(y_dn)
+        if self.outputs == 1:
+            return logits
+        clean, sharp, other = logits
+        return np.array([sharp - other, clean - other])
+
     def score(self, y_dn: np.ndarray) -> float:
-        """Mean logit of one luminance image in 8-bit DN units (> 0: looks aliased)."""
+        """The first feature: how aliased the image looks (> 0: more likely aliased)."""
+        return float(self.features(y_dn)[0])
+
+    def mean_logits(self, y_dn: np.ndarray) -> np.ndarray:
+        """Mean logit per output of one luminance image in 8-bit DN units."""
         y = np.asarray(y_dn, dtype=np.float32)
         if y.ndim != 2 or min(y.shape) < MIN_SIDE:
             raise ValueError(f"the aliasing detector needs an image of at least {MIN_SIDE}x{MIN_SIDE} px, got {y.shape}")
@@ -43,7 +70,7 @@ class AliasingDetector:
             x = conv2d(x, wt, b)
             if i < len(self.weights) - 1:
                 np.maximum(x, 0.0, out=x)
-        return float(x.mean())
+        return x.reshape(x.shape[0], -1).mean(axis=1).astype(np.float64)
 
     def to_json(self) -> dict[str, Any]:
         # each float32 as its shortest exact decimal (str of a float32): half the file, same weights
@@ -66,8 +93,8 @@ class AliasingDetector:
                 raise ModelCardError(f"{source}: the aliasing detector's layers do not chain "
                                      f"({w.shape} after {channels} channels); refit with `mlin fit-router`.")
             channels = w.shape[0]
-        if not weights or channels != 1 or len(weights) != len(biases):
-            raise ModelCardError(f"{source}: the aliasing detector must end in one output channel; "
+        if not weights or channels not in (1, 3) or len(weights) != len(biases):
+            raise ModelCardError(f"{source}: the aliasing detector must end in one or three output channels; "
                                  "refit with `mlin fit-router`.")
         return cls(weights=weights, biases=biases)
 

@@ -151,7 +151,7 @@ class Router:
 
     @property
     def feature_names(self) -> tuple[str, ...]:
-        return FEATURE_NAMES + ((DETECTOR_FEATURE,) if self.detector is not None else ())
+        return FEATURE_NAMES + (self.detector.feature_names if self.detector is not None else ())
 
     def features(self, image: np.ndarray) -> np.ndarray:
         """The feature vector (feature_names) of one image in model units."""
@@ -159,7 +159,7 @@ class Router:
         feats = lr_features(y)
         if self.detector is None:
             return feats
-        return np.append(feats, self.detector.score(y))
+        return np.append(feats, self.detector.features(y))
 
     def probabilities(self, features: np.ndarray) -> np.ndarray:
         z = expand((np.atleast_2d(features) - self.mean) / self.std, self.terms) @ self.weights + self.bias
@@ -198,7 +198,7 @@ class Router:
     def from_json(cls, data: dict[str, Any], source: str = "router") -> "Router":
         try:
             detector = AliasingDetector.from_json(data["detector"], source) if "detector" in data else None
-            names = FEATURE_NAMES + ((DETECTOR_FEATURE,) if detector is not None else ())
+            names = FEATURE_NAMES + (detector.feature_names if detector is not None else ())
             if data.get("format") != "mlin-router/1" or list(data["features"]) != list(names):
                 raise ModelCardError(f"{source} is not a router of this version (format mlin-router/1 with "
                                      f"features {', '.join(names)}); refit it with `mlin fit-router`.")

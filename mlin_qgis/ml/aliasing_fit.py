@@ -2,8 +2,10 @@
 
 Each example is a random crop of a UC Merced TRAIN image made low-resolution (32x32) at a random
 scale (log-uniform x1.2-x8) by the router fit's chains (``router_fit.labelled_chain``: a third clean,
-a third sharp, a third a broad mix); the target is "made without an antialiasing filter" (the sharp
-class). Binary cross-entropy on the mean logit, Adam with a one-cycle schedule. Deterministic per
+a third sharp, a third a broad mix). With ``outputs=1`` the target is "made without an antialiasing
+filter" (the sharp class; binary cross-entropy on the mean logit); with ``outputs=3`` it is the chain's
+class itself (clean, sharp, other; cross-entropy on the three mean logits), so the router can also
+tell a clean downsample. Adam with a one-cycle schedule. Deterministic per
 seed on one thread; ~15 min on one CPU core. Val is never read.
 """
 from __future__ import annotations
@@ -32,26 +34,29 @@ class DetectorFitConfig:
     max_lr: float = 2e-3
     scale_min: float = 1.2
     scale_max: float = 8.0
-    channels: tuple[int, int, int] = (16, 32, 32)
+    channels: tuple[int, ...] = (16, 32, 32)
     seed: int = 1
+    outputs: int = 1  # 1: sharp or not; 3: clean / sharp / other (router_fit.CLASSES)
 
 
 class DetectorNet(nn.Module):
     """The torch twin of AliasingDetector (same layers, same input mapping)."""
 
-    def __init__(self, channels: Sequence[int] = (16, 32, 32)) -> None:
+    def __init__(self, channels: Sequence[int] = (16, 32, 32), outputs: int = 1) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         prev = 1
         for c in channels:
             layers += [nn.Conv2d(prev, c, 3), nn.ReLU()]
             prev = c
-        layers.append(nn.Conv2d(prev, 1, 1))
+        layers.append(nn.Conv2d(prev, outputs, 1))
         self.body = nn.Sequential(*layers)
+        self.outputs = outputs
 
     def forward(self, y01: torch.Tensor) -> torch.Tensor:
-        """(B, 1, H, W) luminance in [0, 1] -> (B,) mean logits."""
-        return self.body(y01 * 4.0 - 2.0).mean(dim=(1, 2, 3))
+        """(B, 1, H, W) luminance in [0, 1] -> (B,) mean logits, or (B, 3) with three outputs."""
+        z = self.body(y01 * 4.0 - 2.0).mean(dim=(2, 3))
+        return z[:, 0] if self.outputs == 1 else z
 
     def to_detector(self) -> AliasingDetector:
         convs = [m for m in self.body if isinstance(m, nn.Conv2d)]
@@ -66,8 +71,8 @@ def luminance01(lr: torch.Tensor) -> torch.Tensor:
 
 def make_batch(images: list[torch.Tensor], rng: np.random.Generator, cfg: DetectorFitConfig,
                n: int) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-    """n LR crops (n, 1, side, side), their labels (1: sharp) and scales."""
-    from mlin_qgis.ml.router_fit import RouterFitConfig, labelled_chain
+    """n LR crops (n, 1, side, side), their labels (index in router_fit.CLASSES) and scales."""
+    from mlin_qgis.ml.router_fit import CLASSES, RouterFitConfig, labelled_chain
 
     chains_cfg = RouterFitConfig()
     side = cfg.lr_side
@@ -82,9 +87,17 @@ def make_batch(images: list[torch.Tensor], rng: np.random.Generator, cfg: Detect
         name, chain = labelled_chain(rng, scale, chains_cfg)
         lr = make_lr(img[None, :, r:r + hr_side, c:c + hr_side], (side, side), chain)[0]
         xs.append(luminance01(lr))
-        ys.append(1.0 if name == "sharp" else 0.0)
+        ys.append(CLASSES.index(name))
         ss.append(scale)
     return torch.stack(xs), torch.tensor(ys), np.array(ss)
+
+
+def detector_loss(logits: torch.Tensor, labels: torch.Tensor, outputs: int) -> torch.Tensor:
+    if outputs == 1:
+        from mlin_qgis.ml.router_fit import CLASSES
+
+        return nn.functional.binary_cross_entropy_with_logits(logits, (labels == CLASSES.index("sharp")).float())
+    return nn.functional.cross_entropy(logits, labels)
 
 
 def fit_detector(data_root: str, cfg: DetectorFitConfig | None = None, progress: bool = True) -> AliasingDetector:
@@ -93,13 +106,13 @@ def fit_detector(data_root: str, cfg: DetectorFitConfig | None = None, progress:
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     images = [torch.from_numpy(load_image(p)).permute(2, 0, 1).float().div_(255.0) for p in list_images(data_root)]
-    net = DetectorNet(cfg.channels)
+    net = DetectorNet(cfg.channels, cfg.outputs)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.max_lr / 25)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.max_lr, total_steps=cfg.steps)
     running = None
     for step in range(cfg.steps):
         x, y, _ = make_batch(images, rng, cfg, cfg.batch_size)
-        loss = nn.functional.binary_cross_entropy_with_logits(net(x), y)
+        loss = detector_loss(net(x), y, cfg.outputs)
         opt.zero_grad()
         loss.backward()
         opt.step()

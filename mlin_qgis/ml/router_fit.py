@@ -64,7 +64,11 @@ class RouterFitConfig:
     l2: float = 1e-4
     steps: int = 3000
     seed: int = 0
-    detector: bool = True  # also read the aliasing detector's logit (ml/aliasing_fit.py)
+    detector: bool = True  # also read the aliasing detector's logits (ml/aliasing_fit.py)
+    detector_outputs: int = 1  # 1: sharp or not; 3: clean / sharp / other
+    detector_channels: tuple[int, ...] = (16, 32, 32)
+    detector_steps: int = 6000
+    routes: tuple[str, ...] = ROUTED  # the classes routed (keys of CANDIDATES; the general one last)
 
 
 def labelled_chain(rng: np.random.Generator, scale: float, cfg: RouterFitConfig) -> tuple[str, Degradation]:
@@ -254,6 +258,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "so a rerun recomputes only the routes whose model changed")
     parser.add_argument("--no-detector", action="store_true",
                         help="fit on the handcrafted features alone (no aliasing detector)")
+    parser.add_argument("--detector-outputs", type=int, choices=(1, 3), default=RouterFitConfig.detector_outputs,
+                        help="1: the detector scores 'aliased or not'; 3: clean / aliased / other")
+    parser.add_argument("--detector-channels", default=",".join(map(str, RouterFitConfig.detector_channels)),
+                        help="the detector's 3x3 convolution widths, comma-separated")
+    parser.add_argument("--detector-steps", type=int, default=RouterFitConfig.detector_steps)
+    parser.add_argument("--routes", default=",".join(ROUTED),
+                        help=f"the candidates the router may pick, the general one last (of {', '.join(CANDIDATES)})")
+    parser.add_argument("--terms", choices=("linear", "quadratic"), default=RouterFitConfig.terms)
     parser.add_argument("--routes-only", action="store_true", help="compute the routes' PSNR, do not fit")
     parser.add_argument("--out", default="models/router.json", help="where the router is written")
     parser.add_argument("--report", default="docs/results/router.md", help="the held-out check, as markdown")
@@ -289,7 +301,8 @@ def cached_detector(cfg: RouterFitConfig, cache: Path) -> AliasingDetector:
     data and detector config made it."""
     from mlin_qgis.ml.aliasing_fit import DetectorFitConfig, fit_detector
 
-    dcfg = DetectorFitConfig()
+    dcfg = DetectorFitConfig(outputs=cfg.detector_outputs, channels=tuple(cfg.detector_channels),
+                             steps=cfg.detector_steps)
     key = hashlib.sha256(json.dumps([cfg.data_root, asdict(dcfg)], sort_keys=True).encode()).hexdigest()[:16]
     path = cache / f"detector-{key}.json"
     if path.is_file():
@@ -303,8 +316,14 @@ def cached_detector(cfg: RouterFitConfig, cache: Path) -> AliasingDetector:
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    routes = tuple(r.strip() for r in args.routes.split(",") if r.strip())
+    unknown = [r for r in routes if r not in CANDIDATES]
+    if unknown or len(routes) < 2:
+        raise SystemExit(f"--routes: name at least two of {', '.join(CANDIDATES)} (got {args.routes!r})")
     cfg = RouterFitConfig(data_root=args.data_root, samples_per_image=args.samples_per_image, seed=args.seed,
-                          detector=not args.no_detector)
+                          detector=not args.no_detector, detector_outputs=args.detector_outputs,
+                          detector_channels=tuple(int(c) for c in args.detector_channels.split(",")),
+                          detector_steps=args.detector_steps, routes=routes, terms=args.terms)
     cache = Path(args.cache)
     samples: list[Sample] | None = None
     columns = []
@@ -317,18 +336,19 @@ def run(args: argparse.Namespace) -> int:
     feats = np.stack([smp.features for smp in samples])
     detector = cached_detector(cfg, cache) if cfg.detector else None
     if detector is not None:
-        feats = np.c_[feats, [detector.score(luminance(smp.lr)) for smp in samples]]
+        feats = np.c_[feats, np.stack([detector.features(luminance(smp.lr)) for smp in samples])]
     labels = np.array([smp.label for smp in samples])
     psnr = np.stack(columns, axis=1)
-    routed = [list(CANDIDATES).index(c) for c in ROUTED]
+    routed = [list(CANDIDATES).index(c) for c in cfg.routes]
     costs = costs_from_psnr(psnr[:, routed])
     half = len(labels) // 2
-    check = fit(feats[:half], costs[:half], cfg, detector=detector)  # held-out check on the other half of the TRAIN images
+    # held-out check on the other half of the TRAIN images
+    check = fit(feats[:half], costs[:half], cfg, classes=cfg.routes, detector=detector)
     report = held_out_report(check, feats[half:], labels[half:], psnr[half:], len(labels))
     log.info("%s", report)
     if args.report:
         Path(args.report).write_text(report + "\n")
-    router = fit(feats, costs, cfg, detector=detector)
+    router = fit(feats, costs, cfg, classes=cfg.routes, detector=detector)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
