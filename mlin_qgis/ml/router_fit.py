@@ -69,6 +69,14 @@ class RouterFitConfig:
     detector_channels: tuple[int, ...] = (16, 32, 32)
     detector_steps: int = 6000
     routes: tuple[str, ...] = ROUTED  # the classes routed (keys of CANDIDATES; the general one last)
+    # Also one JPEG-compressed clean downsample (quality 30-95; a JPEG-in-TIFF orthophoto or web tile)
+    # of every `jpeg_every`-th image, class "other" (0: none). The broad mix alone has too few of them
+    # for a three-route fit to learn that the clean model does not suit them.
+    jpeg_every: int = 0
+    # After the cross-entropy fit, this many steps of gradient descent on the mean expected cost
+    # (sum over routes of probability x dB lost): a route that is rarely the very best but never far
+    # from it (the general decoder) can then win where the argmax targets never pick it. 0: off.
+    expected_cost_steps: int = 0
 
 
 def labelled_chain(rng: np.random.Generator, scale: float, cfg: RouterFitConfig) -> tuple[str, Degradation]:
@@ -112,26 +120,45 @@ class Sample:
 
 def make_samples(cfg: RouterFitConfig, progress: bool = True, window: int = 96) -> list[Sample]:
     """Degraded training images at random scales (log-uniform), `samples_per_image` per image."""
-    from mlin_qgis.ml.evaluate import protocol_sizes
-
     images = list_images(cfg.data_root)
     rng = np.random.default_rng(cfg.seed)
     out: list[Sample] = []
     for i, path in enumerate(images):
-        full = torch.from_numpy(load_image(path)).permute(2, 0, 1).float().div_(255.0).unsqueeze(0)
         for _ in range(cfg.samples_per_image):
-            scale = float(math.exp(rng.uniform(math.log(cfg.scale_min), math.log(cfg.scale_max))))
-            (h, w), size = protocol_sizes(full.shape[-2], full.shape[-1], scale)
-            name, chain = labelled_chain(rng, scale, cfg)
-            hr = full[:, :, :h, :w]
-            lr = make_lr(hr, size, chain)[0].permute(1, 2, 0).numpy()
-            r0, c0 = (h - min(window, h)) // 2, (w - min(window, w)) // 2
-            rows, cols = (r0, r0 + min(window, h)), (c0, c0 + min(window, w))
-            out.append(Sample(lr=lr, hr_window=hr[0, :, rows[0]:rows[1], cols[0]:cols[1]].numpy(), out_size=(h, w),
-                              rows=rows, cols=cols, label=CLASSES.index(name), features=lr_features(luminance(lr))))
+            out.append(_sample(path, rng, cfg, window))
         if progress and (i + 1) % 200 == 0:
             log.info("router samples: %d / %d images", i + 1, len(images))
     return out
+
+
+def make_jpeg_samples(cfg: RouterFitConfig, window: int = 96) -> list[Sample]:
+    """The extra family of `jpeg_every`: a clean antialiased downsample, then JPEG, of every
+    `jpeg_every`-th training image (its own random stream, so the main samples do not change)."""
+    if cfg.jpeg_every <= 0:
+        return []
+    jpeg_cfg = RouterFitConfig(**{**asdict(cfg), "seed": cfg.seed + 1000})
+    images = list_images(cfg.data_root)[::cfg.jpeg_every]
+    rng = np.random.default_rng(jpeg_cfg.seed)
+    return [_sample(path, rng, jpeg_cfg, window, jpeg=True) for path in images]
+
+
+def _sample(path: Path | str, rng: np.random.Generator, cfg: RouterFitConfig, window: int,
+            jpeg: bool = False) -> Sample:
+    from mlin_qgis.ml.evaluate import protocol_sizes
+
+    full = torch.from_numpy(load_image(path)).permute(2, 0, 1).float().div_(255.0).unsqueeze(0)
+    scale = float(math.exp(rng.uniform(math.log(cfg.scale_min), math.log(cfg.scale_max))))
+    (h, w), size = protocol_sizes(full.shape[-2], full.shape[-1], scale)
+    if jpeg:
+        name, chain = "other", Degradation(jpeg_quality=int(rng.integers(30, 96)))
+    else:
+        name, chain = labelled_chain(rng, scale, cfg)
+    hr = full[:, :, :h, :w]
+    lr = make_lr(hr, size, chain)[0].permute(1, 2, 0).numpy()
+    r0, c0 = (h - min(window, h)) // 2, (w - min(window, w)) // 2
+    rows, cols = (r0, r0 + min(window, h)), (c0, c0 + min(window, w))
+    return Sample(lr=lr, hr_window=hr[0, :, rows[0]:rows[1], cols[0]:cols[1]].numpy(), out_size=(h, w),
+                  rows=rows, cols=cols, label=CLASSES.index(name), features=lr_features(luminance(lr)))
 
 
 def route_psnr(samples: list[Sample], spec: str, threads: int = 1, progress: bool = True) -> np.ndarray:
@@ -180,6 +207,14 @@ def fit(features: np.ndarray, costs: np.ndarray, cfg: RouterFitConfig, classes: 
         p = np.exp(z)
         p /= p.sum(axis=1, keepdims=True)
         g = (p - target) * weight[:, None]
+        w -= lr * (x.T @ g + cfg.l2 * w)
+        b -= lr * g.sum(axis=0)
+    for _ in range(cfg.expected_cost_steps):
+        z = x @ w + b
+        z -= z.max(axis=1, keepdims=True)
+        p = np.exp(z)
+        p /= p.sum(axis=1, keepdims=True)
+        g = p * (costs - (p * costs).sum(axis=1, keepdims=True)) / n  # d(mean expected cost)/dz
         w -= lr * (x.T @ g + cfg.l2 * w)
         b -= lr * g.sum(axis=0)
     routes = routes or {c: CANDIDATES[c] for c in classes}
@@ -266,6 +301,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--routes", default=",".join(ROUTED),
                         help=f"the candidates the router may pick, the general one last (of {', '.join(CANDIDATES)})")
     parser.add_argument("--terms", choices=("linear", "quadratic"), default=RouterFitConfig.terms)
+    parser.add_argument("--jpeg-every", type=int, default=RouterFitConfig.jpeg_every,
+                        help="also a JPEG-compressed clean downsample of every N-th image (0: none)")
+    parser.add_argument("--expected-cost-steps", type=int, default=RouterFitConfig.expected_cost_steps,
+                        help="refine the fit on the mean expected cost for this many steps (0: off)")
     parser.add_argument("--routes-only", action="store_true", help="compute the routes' PSNR, do not fit")
     parser.add_argument("--out", default="models/router.json", help="where the router is written")
     parser.add_argument("--report", default="docs/results/router.md", help="the held-out check, as markdown")
@@ -278,18 +317,22 @@ def sample_fields(cfg: RouterFitConfig) -> dict[str, object]:
 
 
 def cached_route_psnr(cfg: RouterFitConfig, spec: str, cache: Path, samples: list[Sample] | None,
-                      threads: int) -> tuple[np.ndarray, list[Sample] | None]:
-    """One route's PSNR per sample, from `cache` when the same samples and model files made it."""
+                      threads: int, family: str = "main") -> tuple[np.ndarray, list[Sample] | None]:
+    """One route's PSNR per sample of a family ("main": make_samples, "jpeg": make_jpeg_samples),
+    from `cache` when the same samples and model files made it."""
     from mlin_qgis.core.blocks import model_hash
     from mlin_qgis.core.engine import SuperResolver
 
     files = SuperResolver(spec, device="cpu", threads=1).files
-    key = hashlib.sha256(json.dumps([sample_fields(cfg), spec, model_hash(files)]).encode()).hexdigest()[:16]
+    fields = sample_fields(cfg) if family == "main" else {**sample_fields(cfg), "family": family,
+                                                          "every": cfg.jpeg_every}
+    key = hashlib.sha256(json.dumps([fields, spec, model_hash(files)]).encode()).hexdigest()[:16]
     path = cache / f"psnr-{key}.npy"
     if path.is_file():
         log.info("%s: PSNR per sample reused from %s", spec, path)
         return np.load(path), samples
-    samples = samples if samples is not None else make_samples(cfg)
+    if samples is None:
+        samples = make_samples(cfg) if family == "main" else make_jpeg_samples(cfg)
     psnr = route_psnr(samples, spec, threads)
     cache.mkdir(parents=True, exist_ok=True)
     np.save(path, psnr)
@@ -323,16 +366,26 @@ def run(args: argparse.Namespace) -> int:
     cfg = RouterFitConfig(data_root=args.data_root, samples_per_image=args.samples_per_image, seed=args.seed,
                           detector=not args.no_detector, detector_outputs=args.detector_outputs,
                           detector_channels=tuple(int(c) for c in args.detector_channels.split(",")),
-                          detector_steps=args.detector_steps, routes=routes, terms=args.terms)
+                          detector_steps=args.detector_steps, routes=routes, terms=args.terms,
+                          jpeg_every=args.jpeg_every, expected_cost_steps=args.expected_cost_steps)
     cache = Path(args.cache)
-    samples: list[Sample] | None = None
-    columns = []
-    for name in CANDIDATES:
-        psnr, samples = cached_route_psnr(cfg, CANDIDATES[name], cache, samples, args.threads)
-        columns.append(psnr)
+    columns: list[np.ndarray] = []
+    samples: list[Sample] = []
+    n_images = len(list_images(cfg.data_root))
+    image_of: list[np.ndarray] = []  # which training image each sample comes from (for the held-out split)
+    for family in ("main", "jpeg") if cfg.jpeg_every > 0 else ("main",):
+        made: list[Sample] | None = None
+        family_columns = []
+        for name in CANDIDATES:
+            psnr, made = cached_route_psnr(cfg, CANDIDATES[name], cache, made, args.threads, family)
+            family_columns.append(psnr)
+        image_of.append(np.repeat(np.arange(n_images), cfg.samples_per_image) if family == "main"
+                        else np.arange(0, n_images, cfg.jpeg_every))
+        columns = family_columns if not columns else [np.r_[a, b] for a, b in zip(columns, family_columns)]
+        if not args.routes_only:
+            samples += made if made is not None else (make_samples(cfg) if family == "main" else make_jpeg_samples(cfg))
     if args.routes_only:
         return 0
-    samples = samples if samples is not None else make_samples(cfg)
     feats = np.stack([smp.features for smp in samples])
     detector = cached_detector(cfg, cache) if cfg.detector else None
     if detector is not None:
@@ -341,10 +394,10 @@ def run(args: argparse.Namespace) -> int:
     psnr = np.stack(columns, axis=1)
     routed = [list(CANDIDATES).index(c) for c in cfg.routes]
     costs = costs_from_psnr(psnr[:, routed])
-    half = len(labels) // 2
-    # held-out check on the other half of the TRAIN images
-    check = fit(feats[:half], costs[:half], cfg, classes=cfg.routes, detector=detector)
-    report = held_out_report(check, feats[half:], labels[half:], psnr[half:], len(labels))
+    # held-out check: fitted on the samples of the first half of the TRAIN images, measured on the rest
+    first = np.concatenate(image_of) < n_images // 2
+    check = fit(feats[first], costs[first], cfg, classes=cfg.routes, detector=detector)
+    report = held_out_report(check, feats[~first], labels[~first], psnr[~first], len(labels))
     log.info("%s", report)
     if args.report:
         Path(args.report).write_text(report + "\n")
