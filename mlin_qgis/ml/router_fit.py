@@ -251,9 +251,11 @@ def held_out_report(router: Router, feats: np.ndarray, labels: np.ndarray, psnr:
     names = list(CANDIDATES)
     pick = np.array([names.index(router.classes[k]) for k in router.probabilities(feats).argmax(axis=1)])
     lines = ["# The router behind `--model auto`: held-out check on training images", "",
-             f"`mlin fit-router` (`mlin_qgis/ml/router_fit.py`): {total} degraded UC Merced TRAIN images (one per "
-             "image, a random chain and scale x1.2-x8); every candidate model run on a 96x96 window of each. "
-             f"Fitted on the first half, measured on the other {len(labels)} (val is never used here; the shipped "
+             f"`mlin fit-router` (`mlin_qgis/ml/router_fit.py`): {total} degraded samples of UC Merced TRAIN images "
+             "(a random chain and scale x1.2-x8 each; with `--jpeg-every` also JPEG-compressed clean downsamples); "
+             "every candidate model run on a 96x96 window of each. "
+             f"Fitted on the samples of the first half of the images, measured on the other {len(labels)} "
+             "(val is never used here; the shipped "
              "router is then refitted on all samples). Routes: " + ", ".join(f"`{router.routes[c]}`" for c in router.classes)
              + ". Features: " + ", ".join(f"`{n}`" for n in router.feature_names) + "."
              + (" The aliasing detector was trained on crops of all the training images (other crops, chains and "
