@@ -25,6 +25,7 @@ from .errors import ModelCardError
 # scored (the mean over a 128x128 crop is as stable as over the whole window and costs ~0.1 s).
 MAX_SIDE = 128
 MIN_SIDE = 16
+LOGIT_FEATURE = "aliasing_detector_logit"  # the router's feature of a one-output detector
 
 
 @dataclass
@@ -43,7 +44,7 @@ class AliasingDetector:
     def feature_names(self) -> tuple[str, ...]:
         """What `features` returns, in the router's feature list."""
         if self.outputs == 1:
-            return ("aliasing_detector_logit",)
+            return (LOGIT_FEATURE,)
         return ("detector_sharp_vs_other", "detector_clean_vs_other")
 
     def features(self, y_dn: np.ndarray) -> np.ndarray:

@@ -31,7 +31,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .aliasing_detector import AliasingDetector
+from .aliasing_detector import LOGIT_FEATURE, AliasingDetector
 from .errors import ConfigError, ModelCardError
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ FEATURE_NAMES = (
     *(f"log_power_{lo:.3f}_{hi:.3f}_over_first" for lo, hi in zip(_EDGES[1:-1], _EDGES[2:])),
     "jpeg_blockiness", "log_noise_floor_dn", "log_noise_floor_over_busy",
 )
-DETECTOR_FEATURE = "aliasing_detector_logit"
+DETECTOR_FEATURE = LOGIT_FEATURE  # the one-output detector's feature (kept for its users)
 MIN_SIDE = 16
 
 

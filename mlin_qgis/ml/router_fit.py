@@ -142,6 +142,11 @@ def make_jpeg_samples(cfg: RouterFitConfig, window: int = 96) -> list[Sample]:
     return [_sample(path, rng, jpeg_cfg, window, jpeg=True) for path in images]
 
 
+def family_samples(cfg: RouterFitConfig, family: str) -> list[Sample]:
+    """The samples of one family: "main" (make_samples) or "jpeg" (make_jpeg_samples)."""
+    return make_samples(cfg) if family == "main" else make_jpeg_samples(cfg)
+
+
 def _sample(path: Path | str, rng: np.random.Generator, cfg: RouterFitConfig, window: int,
             jpeg: bool = False) -> Sample:
     from mlin_qgis.ml.evaluate import protocol_sizes
@@ -202,18 +207,12 @@ def fit(features: np.ndarray, costs: np.ndarray, cfg: RouterFitConfig, classes: 
     b = np.zeros(k)
     lr = 0.5
     for _ in range(cfg.steps):
-        z = x @ w + b
-        z -= z.max(axis=1, keepdims=True)
-        p = np.exp(z)
-        p /= p.sum(axis=1, keepdims=True)
+        p = softmax(x @ w + b)
         g = (p - target) * weight[:, None]
         w -= lr * (x.T @ g + cfg.l2 * w)
         b -= lr * g.sum(axis=0)
     for _ in range(cfg.expected_cost_steps):
-        z = x @ w + b
-        z -= z.max(axis=1, keepdims=True)
-        p = np.exp(z)
-        p /= p.sum(axis=1, keepdims=True)
+        p = softmax(x @ w + b)
         g = p * (costs - (p * costs).sum(axis=1, keepdims=True)) / n  # d(mean expected cost)/dz
         w -= lr * (x.T @ g + cfg.l2 * w)
         b -= lr * g.sum(axis=0)
@@ -221,6 +220,11 @@ def fit(features: np.ndarray, costs: np.ndarray, cfg: RouterFitConfig, classes: 
     return Router(classes=list(classes), routes=dict(routes), mean=mean, std=std, weights=w, bias=b, terms=cfg.terms,
                   descriptions={c: DESCRIPTIONS.get(c, c) for c in classes},
                   fitted_on=json.dumps(asdict(cfg), sort_keys=True), detector=detector)
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    z = np.exp(z - z.max(axis=1, keepdims=True))
+    return z / z.sum(axis=1, keepdims=True)
 
 
 def costs_from_psnr(psnr: np.ndarray) -> np.ndarray:
@@ -333,8 +337,7 @@ def cached_route_psnr(cfg: RouterFitConfig, spec: str, cache: Path, samples: lis
     if path.is_file():
         log.info("%s: PSNR per sample reused from %s", spec, path)
         return np.load(path), samples
-    if samples is None:
-        samples = make_samples(cfg) if family == "main" else make_jpeg_samples(cfg)
+    samples = samples if samples is not None else family_samples(cfg, family)
     psnr = route_psnr(samples, spec, threads)
     cache.mkdir(parents=True, exist_ok=True)
     np.save(path, psnr)
@@ -385,7 +388,7 @@ def run(args: argparse.Namespace) -> int:
                         else np.arange(0, n_images, cfg.jpeg_every))
         columns = family_columns if not columns else [np.r_[a, b] for a, b in zip(columns, family_columns)]
         if not args.routes_only:
-            samples += made if made is not None else (make_samples(cfg) if family == "main" else make_jpeg_samples(cfg))
+            samples += made if made is not None else family_samples(cfg, family)
     if args.routes_only:
         return 0
     feats = np.stack([smp.features for smp in samples])
