@@ -109,6 +109,20 @@ def test_cluster_output_equals_single_process(cluster, tiny_model: Path, tmp_pat
     assert not parts_folder(result.output_path).exists(), "parts are removed once the output is assembled"
 
 
+def test_cluster_runs_a_blend_of_models_like_one_process(cluster, tiny_model_factory, tmp_path: Path) -> None:
+    """A blend spec (what a blending `auto` runs) travels to the workers by name: each rebuilds the
+    same weighted blend, and the assembled raster equals the single-process one."""
+    from mlin_qgis.core.blend import blend_spec
+
+    spec = blend_spec([(str(tiny_model_factory(seed=5)), 0.6), (str(tiny_model_factory(seed=6)), 0.4)])
+    inp = rgb_raster(tmp_path / "in.tif", 64, 80)
+    single = superresolve(request(inp, tmp_path / "single.tif", spec))
+    with session_for(cluster, block_px=64) as session:
+        result = superresolve_on_cluster(request(inp, tmp_path / "cluster.tif", spec), session)
+    assert result.blocks > 1
+    assert_same_raster(single.output_path, result.output_path)
+
+
 def test_cluster_with_shipped_default_model_equals_single_process(cluster, tmp_path: Path) -> None:
     inp = rgb_raster(tmp_path / "in.tif", 64, 80)
     single = superresolve(SuperResolveRequest(inp, tmp_path / "single.tif", 2.5, threads=1))

@@ -111,3 +111,66 @@ def test_expected_cost_refinement_picks_the_safe_route_the_argmax_targets_rarely
     refined = F.fit(x, costs, F.RouterFitConfig(steps=1000, expected_cost_steps=3000), **kw)
     assert (plain.probabilities(xt).argmax(axis=1) != 2).all() and F.mean_cost(plain, xt, ct) > 0.8
     assert F.mean_cost(refined, xt, ct) < 0.15
+
+
+def _gram(mse_a: np.ndarray, mse_b: np.ndarray) -> np.ndarray:
+    """Error products of two routes with independent errors (no cross term)."""
+    g = np.zeros((len(mse_a), 2, 2))
+    g[:, 0, 0], g[:, 1, 1] = mse_a, mse_b
+    return g
+
+
+def test_blend_fit_hedges_where_the_features_cannot_tell_and_commits_where_they_can() -> None:
+    """Half the samples: feature 0 > 0 and route a is 10x better (commit to a). The other half: a coin
+    flip the features cannot see makes a or b 4x better. Picking loses 3 dB on a wrong flip; an even
+    blend of independent errors has MSE (1 + 4) / 4 = 1.25 units, 4 dB better than the mean pick
+    (hand values). The blend fit learns both and its blend beats the picking fit on fresh samples."""
+    rng = np.random.default_rng(2)
+    n = len(FEATURE_NAMES)
+
+    def make(m: int) -> tuple[np.ndarray, np.ndarray]:
+        x = rng.normal(size=(m, n))
+        visible, coin = x[:, 0] > 0, rng.random(m) < 0.5
+        mse_a = np.where(visible, 1e-3, np.where(coin, 1e-3, 4e-3))
+        mse_b = np.where(visible, 1e-2, np.where(coin, 4e-3, 1e-3))
+        return x, _gram(mse_a, mse_b)
+
+    x, g = make(2000)
+    psnr = np.stack([F.blend_psnr(np.tile(np.eye(2)[k], (len(g), 1)), g) for k in range(2)], axis=1)
+    cfg = F.RouterFitConfig(steps=1000, mixing="blend")
+    picking = F.fit(x, F.costs_from_psnr(psnr), cfg, classes=("a", "b"), routes={"a": "model-a", "b": "model-b"})
+    blending = F.fit_blend(picking, x, g, steps=1500)
+    assert blending.mixing == "blend"
+    xt, gt = make(1000)
+    w = F.blend_weights_of(blending, xt, 0.0)
+    visible = xt[:, 0] > 0
+    assert w[visible, 0].mean() > 0.9  # commits where it can see
+    assert abs(w[~visible, 0].mean() - 0.5) < 0.1  # hedges where it cannot
+    hard = np.eye(2)[picking.probabilities(xt).argmax(axis=1)]
+    gain = F.blend_psnr(w, gt) - F.blend_psnr(hard, gt)
+    assert gain[~visible].mean() > 1.5 and gain[visible].mean() > -0.2
+    # the floor leaves out a route under min_weight (one model run where the router is sure)
+    floored = F.blend_weights_of(blending, xt, 0.2)
+    assert (floored[visible] > 0).sum(axis=1).mean() < 1.2 and np.allclose(floored.sum(axis=1), 1.0)
+    assert np.isclose(F.blend_psnr(np.array([[0.5, 0.5]]), _gram(np.array([1e-3]), np.array([4e-3])))[0],
+                      10 * np.log10(1 / 1.25e-3))
+
+
+def test_route_gram_diagonal_is_each_routes_mse(tiny_model_factory, tmp_path: Path) -> None:
+    """route_gram's diagonal is route_psnr's MSE (up to its 8-bit rounding), and two copies of one
+    model have error products equal to that MSE everywhere."""
+    a = tiny_model_factory(seed=3)
+    b = tiny_model_factory(seed=4)
+    rng = np.random.default_rng(0)
+    samples = []
+    for k in range(3):
+        hr = smooth_image(48, 48, seed=k)
+        lr = hr.reshape(3, 24, 2, 24, 2).mean(axis=(2, 4)).transpose(1, 2, 0)
+        samples.append(F.Sample(lr=lr, hr_window=hr[:, 8:40, 8:40], out_size=(48, 48), rows=(8, 40), cols=(8, 40),
+                                label=0, features=rng.normal(size=len(FEATURE_NAMES))))
+    g = F.route_gram(samples, [str(a), str(b), str(a)], progress=False)
+    for k, spec in enumerate([a, b]):
+        mse = 10 ** (-F.route_psnr(samples, str(spec), progress=False) / 10)
+        assert np.allclose(g[:, k, k], mse, rtol=0.02, atol=2e-6)
+    assert np.allclose(g[:, 0, 2], g[:, 0, 0]) and np.allclose(g, g.transpose(0, 2, 1))
+    assert not np.allclose(g[:, 0, 0], g[:, 1, 1])

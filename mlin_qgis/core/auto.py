@@ -16,6 +16,7 @@ import numpy as np
 from osgeo import gdal
 
 from . import raster_io
+from .blend import blend_spec
 from .card import ModelCard
 from .errors import MlinError
 from .models import AUTO_MODEL, ModelEntry, decoder_file, model_roots, resolve_model, spec_variant
@@ -40,9 +41,19 @@ class RouteDecision:
     label: str  # the router's class ("clean", "sharp", "other")
     probabilities: tuple[tuple[str, float], ...]
     reason: str
+    # the models blended and their weights, heaviest (``model``) first; () when one model is run
+    blend: tuple[tuple[str, float], ...] = ()
+
+    @property
+    def engine_spec(self) -> str:
+        """What to run: ``model``, or the blend's spec (core/blend.py) when several models are averaged."""
+        return blend_spec(self.blend) if len(self.blend) > 1 else self.model
 
     def describe(self) -> str:
         probs = ", ".join(f"{k} {v:.2f}" for k, v in self.probabilities)
+        if len(self.blend) > 1:
+            mix = " + ".join(f"{w:.2f} x {spec}" for spec, w in self.blend)
+            return f"auto -> blend of {mix} (mostly: {self.reason}; p: {probs})"
         return f"auto -> {self.model} ({self.reason}; p: {probs})"
 
 
@@ -109,6 +120,16 @@ def wants_auto(spec: str | os.PathLike | None) -> bool:
     return False
 
 
+def auto_members(spec: str | os.PathLike | None) -> int:
+    """How many models a run of ``spec`` may decode with: for ``auto`` with a blending router, every
+    route (an upper bound: a raster the router is sure about runs one); else 1."""
+    if wants_auto(spec):
+        router = load_router()
+        if router is not None and router.mixing == "blend":
+            return len(router.classes)
+    return 1
+
+
 def timing_model(spec: str | os.PathLike | None) -> str | os.PathLike | None:
     """The model whose speed stands for ``spec`` in estimates: for ``auto`` its general route (every
     route has the same architecture, so the same cost); else ``spec`` itself."""
@@ -166,6 +187,7 @@ def classify_image(image: np.ndarray) -> RouteDecision:
 
 def _decide(router: Router, images: list[np.ndarray]) -> RouteDecision:
     label, p = router.classify_windows(images)
+    blend = tuple((router.routes[c], w) for c, w in router.blend_weights(p))
     return RouteDecision(model=router.routes[label], label=label,
                          probabilities=tuple((c, float(v)) for c, v in zip(router.classes, p)),
-                         reason=router.descriptions.get(label, label))
+                         reason=router.descriptions.get(label, label), blend=blend if len(blend) > 1 else ())

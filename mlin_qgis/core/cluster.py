@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import raster_io
+from .blend import Engine, open_engine
 from .blocks import (
     DEFAULT_BLOCK_PX,
     MIN_AUTO_BLOCK_PX,
@@ -38,7 +39,6 @@ from .blocks import (
     plan_blocks,
     run_parameters,
 )
-from .engine import SuperResolver
 from .errors import ConfigError, MlinCancelled, MlinError
 from .pipeline import CancelFn, ProgressFn, RunPlan, SuperResolveRequest, check_free_space, check_scale, estimate_bytes, plan_run
 
@@ -211,7 +211,7 @@ def worker_versions() -> str:
     return __version__
 
 
-_engines: dict[tuple[str, str, int, str], SuperResolver] = {}
+_engines: dict[tuple[str, str, int, str], Engine] = {}
 
 
 def _threads_here(threads_by_host: dict[str, int], requested: int | None) -> int:
@@ -231,13 +231,13 @@ def _threads_here(threads_by_host: dict[str, int], requested: int | None) -> int
 _engines_lock = threading.Lock()
 
 
-def worker_engine(model_dir: str, device: str, threads: int, precision: str = "fp32") -> SuperResolver:
+def worker_engine(model_dir: str, device: str, threads: int, precision: str = "fp32") -> Engine:
     """One engine per worker process and (model, device, threads, precision): loaded by the first block
     only (a lock, so two threads of one worker do not both load it)."""
     key = (model_dir, device, threads, precision)
     with _engines_lock:
         if key not in _engines:
-            _engines[key] = SuperResolver(model_dir, device=device, threads=threads, precision=precision)
+            _engines[key] = open_engine(model_dir, device=device, threads=threads, precision=precision)
         return _engines[key]
 
 
@@ -300,7 +300,7 @@ def superresolve_on_cluster(request: SuperResolveRequest, session: ClusterSessio
                           "cluster, or run without the cluster to get it.")
     source = str(request.input_path)
     src = raster_io.open_raster(source)
-    plan, engine = plan_run(request, src, lambda spec: SuperResolver(spec, device="cpu", threads=1,
+    plan, engine = plan_run(request, src, lambda spec: open_engine(spec, device="cpu", threads=1,
                                                                 precision=request.precision))
     folder = parts_folder(plan.output_path)
     block_px = chosen_px or _automatic_block_px(plan, folder, config.restart, session.total_threads())
@@ -348,7 +348,7 @@ def _automatic_block_px(plan: RunPlan, folder: Path, restart: bool, threads: int
     return block_px
 
 
-def _run_blocks(plan: RunPlan, todo: list[Block], source: str, folder: Path, engine: SuperResolver,
+def _run_blocks(plan: RunPlan, todo: list[Block], source: str, folder: Path, engine: Engine,
                 request: SuperResolveRequest, session: ClusterSession, manifest: Any, total: int,
                 progress: ProgressFn | None, check_cancel: Callable[[], None]) -> None:
     """Submit the blocks, record each finished part at once, stop everything on a failure or cancel."""

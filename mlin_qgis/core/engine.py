@@ -328,17 +328,25 @@ class SuperResolver:
         Tiling (``tile_size`` = LR core size) gives the same result as one whole-image pass (within
         float noise); ``clip=False`` returns the model's raw colours, which may overshoot [0, 1].
         """
-        image = check_image(image)
-        h, w = image.shape[1:]
-        oh, ow = check_out_size(out_size)
-        out = np.empty((3, oh, ow), np.float32)
-        for tile in plan_tiles((h, w), (oh, ow), tile_size, self.halo):
-            r, c = tile.rows, tile.cols
-            out[:, r.out_start:r.out_stop, c.out_start:c.out_stop] = self.super_resolve_window(
-                image[:, r.read_start:r.read_stop, c.read_start:c.read_stop], (r.read_start, c.read_start),
-                (h, w), (oh, ow), (r.out_start, r.out_stop), (c.out_start, c.out_stop), clip=clip,
-                ensemble=ensemble)[0]
-        return out
+        return upscale_tiled(self, image, out_size, tile_size, clip, ensemble)
+
+
+
+def upscale_tiled(engine: Any, image: np.ndarray, out_size: tuple[int, int], tile_size: int | None,
+                  clip: bool, ensemble: int) -> np.ndarray:
+    """``engine.upscale``: the image's tiles through ``engine.super_resolve_window`` (shared by one
+    model and a blend, core/blend.py)."""
+    image = check_image(image)
+    h, w = image.shape[1:]
+    oh, ow = check_out_size(out_size)
+    out = np.empty((3, oh, ow), np.float32)
+    for tile in plan_tiles((h, w), (oh, ow), tile_size, engine.halo):
+        r, c = tile.rows, tile.cols
+        out[:, r.out_start:r.out_stop, c.out_start:c.out_stop] = engine.super_resolve_window(
+            image[:, r.read_start:r.read_stop, c.read_start:c.read_stop], (r.read_start, c.read_start),
+            (h, w), (oh, ow), (r.out_start, r.out_stop), (c.out_start, c.out_stop), clip=clip,
+            ensemble=ensemble)[0]
+    return out
 
 
 def row_band(rows: np.ndarray, h: int) -> tuple[int, int]:

@@ -27,9 +27,10 @@ import numpy as np
 from osgeo import gdal
 
 from . import raster_io
-from .auto import RouteDecision, choose_model, timing_model, wants_auto
+from .auto import RouteDecision, auto_members, choose_model, timing_model, wants_auto
+from .blend import Engine, open_engine
 from .card import ModelCard
-from .engine import CPU, CUDA, SuperResolver, check_ensemble, cuda_offered
+from .engine import CPU, CUDA, check_ensemble, cuda_offered
 from .errors import MlinCancelled, MlinError
 from .models import AUTO_MODEL, decoder_file, resolve_model, spec_variant
 from .normalise import BandStats, StatsConfig, avoid_value, band_stats, dtype_info, from_unit, to_unit
@@ -411,7 +412,7 @@ def _transform_extent(extent: tuple[float, float, float, float], source: str, ta
 
 
 def plan_run(request: SuperResolveRequest, src: gdal.Dataset,
-             make_engine: Callable[[str | os.PathLike | None], SuperResolver]) -> tuple[RunPlan, SuperResolver]:
+             make_engine: Callable[[str | os.PathLike | None], Engine]) -> tuple[RunPlan, Engine]:
     """Validate a request against its raster and model and plan the whole run (raises MlinError).
 
     The cheap checks (paths, bands, options) come first; the model is loaded (``make_engine(spec)``)
@@ -433,7 +434,7 @@ def plan_run(request: SuperResolveRequest, src: gdal.Dataset,
     spec, route = request.model, ""
     if wants_auto(spec):  # one model for the whole raster, picked from how it looks (core/auto.py)
         decision = choose_model(src, info, bands, stats, lr_window)
-        spec, route = decision.model, decision.describe()
+        spec, route = decision.engine_spec, decision.describe()
     engine = make_engine(spec)
     warnings = check_scale_for_model(scale, engine.card)
     if weights_path is not None and not engine.has_weights:
@@ -550,7 +551,7 @@ class TileResult:
     deviation: np.ndarray | None  # (rows, cols) weights-map values
 
 
-def compute_tile(src: gdal.Dataset, plan: RunPlan, engine: SuperResolver, tile: Tile,
+def compute_tile(src: gdal.Dataset, plan: RunPlan, engine: Engine, tile: Tile,
                  want_deviation: bool = False, on_chunk: Callable[[float], None] | None = None) -> TileResult:
     """Read one LR window (with its halo), super-resolve every band group and re-mask the result.
 
@@ -712,9 +713,9 @@ def superresolve(request: SuperResolveRequest, progress: ProgressFn | None = Non
     start = time.perf_counter()
     check_scale(request.scale)
     src = raster_io.open_raster(request.input_path)
-    plan, engine = plan_run(request, src, lambda spec: SuperResolver(spec, device=request.device,
-                                                                     threads=request.threads,
-                                                                     precision=request.precision))
+    plan, engine = plan_run(request, src, lambda spec: open_engine(spec, device=request.device,
+                                                                   threads=request.threads,
+                                                                   precision=request.precision))
     if plan.route:
         log.info("%s", plan.route)
     info, (out_h, out_w) = plan.info, plan.window_size
@@ -755,7 +756,7 @@ def superresolve(request: SuperResolveRequest, progress: ProgressFn | None = Non
     seconds = time.perf_counter() - start
     mpx = out_w * out_h / 1e6
     passes = len(plan.bands.groups) * plan.ensemble
-    _measured[(str(engine.model_dir), engine.provider)] = mpx * passes / max(seconds, 1e-9)
+    _measured[(engine.model_spec, engine.provider)] = mpx * passes / max(seconds, 1e-9)
     sx, sy = plan.scale_xy
     return SuperResolveResult(output_path=plan.output_path, provider=engine.provider, width=out_w, height=out_h,
                               scale_x=sx, scale_y=sy, seconds=seconds, mpx_per_s=mpx / max(seconds, 1e-9),
@@ -804,9 +805,10 @@ def auto_decision(input_path: str | os.PathLike, bands: Sequence[int] | None = N
 
 
 # -- estimates ----------------------------------------------------------------------------------
-def measured_throughput(model_dir: Path, provider: str) -> float | None:
-    """Output Mpx/s (per band group) of the last run in this process with that model and provider."""
-    return _measured.get((str(model_dir), provider))
+def measured_throughput(model: str | os.PathLike, provider: str) -> float | None:
+    """Output Mpx/s (per band group) of the last run in this process with that model (its folder, or
+    FOLDER@variant, or a blend's spec: what the engine calls its ``model_spec``) and provider."""
+    return _measured.get((str(model), provider))
 
 
 def estimate(input_path: str | os.PathLike, scale: float, model: str | os.PathLike | None = None,
@@ -837,18 +839,24 @@ def estimate(input_path: str | os.PathLike, scale: float, model: str | os.PathLi
     size = estimate_bytes(out_w, out_h, len(plan.output_bands), info.dtype.itemsize)
     out_mpx = out_w * out_h / 1e6
     groups = len(plan.groups)
-    model_dir = resolve_model(timing_model(model))
+    timing = timing_model(model)
+    model_dir = resolve_model(timing)
+    variant = spec_variant(timing)
+    timing_spec = str(model_dir) + (f"@{variant}" if variant else "")
+    members = auto_members(model)  # auto may run several models and blend them: each is one more pass
+    passes *= members
+    blended = f"; auto may blend up to {members} models, counted as {members} passes" if members > 1 else ""
     try:
         rate = throughput(model_dir, device, threads)
     except MlinError as exc:
         provider = CUDA if cuda_offered() and device != "cpu" else CPU
         seconds = out_mpx * groups * passes / DEFAULT_MPX_PER_S[provider]
-        return Estimate(out_w, out_h, size, seconds, f"a built-in guess ({exc})")
-    last = measured_throughput(model_dir, rate.provider)
+        return Estimate(out_w, out_h, size, seconds, f"a built-in guess ({exc}){blended}")
+    last = measured_throughput(timing_spec, rate.provider)
     if last:
         return Estimate(out_w, out_h, size, out_mpx * groups * passes / last,
-                        f"the last run in this session ({last:.3g} Mpx/s)")
-    halo = halo_for(ModelCard.from_onnx(model_dir / decoder_file(spec_variant(timing_model(model)))).receptive_field)
+                        f"the last run in this session ({last:.3g} Mpx/s){blended}")
+    halo = halo_for(ModelCard.from_onnx(model_dir / decoder_file(variant)).receptive_field)
     tiles = plan_tiles((info.height, info.width), (grid_h, grid_w),
                        check_tile_size(tile_size) or _default_tile(rate.provider, scale), halo)
     if lr_window is not None:
@@ -856,4 +864,4 @@ def estimate(input_path: str | os.PathLike, scale: float, model: str | os.PathLi
     lr_read = sum(t.rows.read_size * t.cols.read_size for t in tiles)
     seconds = groups * rate.seconds(lr_read, out_w * out_h, passes)
     return Estimate(out_w, out_h, size, seconds,
-                    f"a calibration run on this machine ({rate.mpx_per_s(scale):.3g} Mpx/s at x{scale:g})")
+                    f"a calibration run on this machine ({rate.mpx_per_s(scale):.3g} Mpx/s at x{scale:g}){blended}")

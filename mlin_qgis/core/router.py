@@ -148,6 +148,10 @@ class Router:
     descriptions: dict[str, str] = field(default_factory=dict)
     fitted_on: str = ""
     detector: AliasingDetector | None = None
+    # "pick": the most probable class's model; "blend": every class's model whose probability is at
+    # least min_weight, outputs averaged with the (renormalised) probabilities (core/blend.py)
+    mixing: str = "pick"
+    min_weight: float = 0.1
 
     @property
     def feature_names(self) -> tuple[str, ...]:
@@ -185,11 +189,22 @@ class Router:
         p /= p.sum()
         return self.classes[int(np.argmax(p))], p
 
+    def blend_weights(self, p: np.ndarray) -> list[tuple[str, float]]:
+        """The classes a raster with class probabilities ``p`` is decoded by, and their weights (sum 1),
+        heaviest first: the argmax alone when picking, else every class at or above min_weight."""
+        order = [int(k) for k in np.argsort(-np.asarray(p), kind="stable")]
+        if self.mixing == "pick":
+            return [(self.classes[order[0]], 1.0)]
+        kept = [k for k in order if p[k] >= self.min_weight] or order[:1]
+        total = float(sum(p[k] for k in kept))
+        return [(self.classes[k], float(p[k]) / total) for k in kept]
+
     def to_json(self) -> dict[str, Any]:
         data = {"format": "mlin-router/1", "features": list(self.feature_names), "classes": self.classes,
                 "routes": self.routes, "terms": self.terms, "descriptions": self.descriptions, "fitted_on": self.fitted_on,
                 "mean": self.mean.tolist(), "std": self.std.tolist(), "weights": self.weights.tolist(),
-                "bias": self.bias.tolist()}
+                "bias": self.bias.tolist(), "mixing": self.mixing,
+                "min_weight": self.min_weight}
         if self.detector is not None:
             data["detector"] = self.detector.to_json()
         return data
@@ -211,9 +226,13 @@ class Router:
                          std=np.asarray(data["std"], float), weights=np.asarray(data["weights"], float),
                          bias=np.asarray(data["bias"], float), terms=str(data.get("terms", "quadratic")),
                          descriptions=dict(data.get("descriptions", {})),
-                         fitted_on=str(data.get("fitted_on", "")), detector=detector)
+                         fitted_on=str(data.get("fitted_on", "")), detector=detector,
+                         mixing=str(data.get("mixing", "pick")), min_weight=float(data.get("min_weight", 0.1)))
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelCardError(f"{source} is not a valid router file ({exc}); refit it with `mlin fit-router`.") from exc
+        if router.mixing not in ("pick", "blend") or not 0.0 <= router.min_weight < 1.0:
+            raise ModelCardError(f"{source} has mixing {router.mixing!r} / min_weight {router.min_weight}; expected "
+                                 "pick or blend, and a min_weight in [0, 1).")
         if router.terms not in ("linear", "quadratic"):
             raise ModelCardError(f"{source} has terms {router.terms!r}; expected linear or quadratic.")
         n, k = len(router.feature_names), len(classes)

@@ -163,16 +163,21 @@ class AutoMethod:
 
     def super_resolve(self, lr: torch.Tensor, out_size: tuple[int, int], chunk: int = 65536) -> torch.Tensor:
         from mlin_qgis.core.auto import classify_image
+        from mlin_qgis.core.blend import BlendedResolver
         from mlin_qgis.core.engine import SuperResolver
 
         outs = []
         for img in lr:
             arr = img.numpy().astype(np.float32)
             decision = classify_image(arr.transpose(1, 2, 0))
-            if decision.model not in self.engines:
-                self.engines[decision.model] = SuperResolver(decision.model, device="cpu", threads=self.threads)
+            members = decision.blend or ((decision.model, 1.0),)
+            for spec, _ in members:  # one engine per model, reused by every image's blend
+                if spec not in self.engines:
+                    self.engines[spec] = SuperResolver(spec, device="cpu", threads=self.threads)
+            engine = (self.engines[decision.model] if len(members) == 1
+                      else BlendedResolver([(self.engines[spec], w) for spec, w in members]))
             self.picks.append(decision.label)
-            outs.append(self.engines[decision.model].upscale(arr, tuple(out_size), clip=False, ensemble=self.ensemble))
+            outs.append(engine.upscale(arr, tuple(out_size), clip=False, ensemble=self.ensemble))
         return torch.from_numpy(np.stack(outs))
 
 

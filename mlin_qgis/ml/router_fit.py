@@ -20,6 +20,7 @@ confusion table). Deterministic per seed; val is never read.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import logging
@@ -77,6 +78,12 @@ class RouterFitConfig:
     # (sum over routes of probability x dB lost): a route that is rarely the very best but never far
     # from it (the general decoder) can then win where the argmax targets never pick it. 0: off.
     expected_cost_steps: int = 0
+    # "pick": one model per raster; "blend": the routes' outputs averaged with the router's
+    # probabilities (those under min_weight left out), the fit refined for blend_steps on the blend's
+    # exact PSNR (route_gram, fit_blend)
+    mixing: str = "pick"
+    min_weight: float = 0.1
+    blend_steps: int = 2000
 
 
 def labelled_chain(rng: np.random.Generator, scale: float, cfg: RouterFitConfig) -> tuple[str, Degradation]:
@@ -189,6 +196,56 @@ def route_psnr(samples: list[Sample], spec: str, threads: int = 1, progress: boo
     return out
 
 
+def route_gram(samples: list[Sample], specs: Sequence[str], threads: int = 1, progress: bool = True) -> np.ndarray:
+    """(N, K, K) per sample: the mean products of the K routes' errors on its HR window, so the MSE of
+    any blend ``sum_k w_k sr_k`` (weights summing to 1) is ``w @ G @ w`` -- the blend's cost without
+    storing an output. The diagonal is each route's own MSE (outputs clipped to [0, 1], not rounded)."""
+    from mlin_qgis.core.engine import SuperResolver
+
+    engines = [SuperResolver(spec, device="cpu", threads=threads) for spec in specs]
+    halo = max(e.halo for e in engines)
+    out = np.empty((len(samples), len(specs), len(specs)))
+    for k, smp in enumerate(samples):
+        lr = np.ascontiguousarray(smp.lr.transpose(2, 0, 1), dtype=np.float32)
+        (h, w), (oh, ow) = lr.shape[1:], smp.out_size
+        r0 = max(0, int(smp.rows[0] * h / oh) - halo - 1)
+        r1 = min(h, int(math.ceil(smp.rows[1] * h / oh)) + halo + 1)
+        c0 = max(0, int(smp.cols[0] * w / ow) - halo - 1)
+        c1 = min(w, int(math.ceil(smp.cols[1] * w / ow)) + halo + 1)
+        window = np.ascontiguousarray(lr[:, r0:r1, c0:c1])
+        errs = np.stack([e.super_resolve_window(window, (r0, c0), (h, w), smp.out_size, smp.rows, smp.cols)[0]
+                         for e in engines]).reshape(len(specs), -1).astype(np.float64) - smp.hr_window.reshape(1, -1)
+        out[k] = errs @ errs.T / errs.shape[1]
+        if progress and (k + 1) % 200 == 0:
+            log.info("route errors: %d / %d samples", k + 1, len(samples))
+    return out
+
+
+def blend_psnr(weights: np.ndarray, gram: np.ndarray) -> np.ndarray:
+    """PSNR (dB) per sample of the blend with weights (N, K) given the error products (N, K, K)."""
+    mse = np.einsum("ni,nij,nj->n", weights, gram, weights)
+    return 10 * np.log10(1.0 / np.maximum(mse, 1e-12))
+
+
+def fit_blend(router: Router, features: np.ndarray, gram: np.ndarray, steps: int, lr: float = 0.02) -> Router:
+    """Refine a fitted router so that its probabilities, used as blending weights, maximise the mean
+    PSNR of the blend (Adam on the exact blend MSE from the error products; starts from ``router``)."""
+    x = torch.tensor(expand((features - router.mean) / router.std, router.terms))
+    g = torch.tensor(gram)
+    w = torch.tensor(router.weights, requires_grad=True)
+    b = torch.tensor(router.bias, requires_grad=True)
+    opt = torch.optim.Adam([w, b], lr=lr)
+    l2 = float(json.loads(router.fitted_on).get("l2", 1e-4)) if router.fitted_on else 1e-4
+    for _ in range(steps):
+        p = torch.softmax(x @ w + b, dim=1)
+        mse = torch.einsum("ni,nij,nj->n", p, g, p).clamp_min(1e-12)
+        loss = (10 * torch.log10(mse)).mean() + l2 * (w ** 2).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return dataclasses.replace(router, weights=w.detach().numpy().copy(), bias=b.detach().numpy().copy())
+
+
 def fit(features: np.ndarray, costs: np.ndarray, cfg: RouterFitConfig, classes: tuple[str, ...] = ROUTED,
         routes: dict[str, str] | None = None, detector: AliasingDetector | None = None) -> Router:
     """Cost-weighted softmax regression: each sample's target is its best route, weighted by what a
@@ -218,6 +275,7 @@ def fit(features: np.ndarray, costs: np.ndarray, cfg: RouterFitConfig, classes: 
         b -= lr * g.sum(axis=0)
     routes = routes or {c: CANDIDATES[c] for c in classes}
     return Router(classes=list(classes), routes=dict(routes), mean=mean, std=std, weights=w, bias=b, terms=cfg.terms,
+                  mixing=cfg.mixing, min_weight=cfg.min_weight,
                   descriptions={c: DESCRIPTIONS.get(c, c) for c in classes},
                   fitted_on=json.dumps(asdict(cfg), sort_keys=True), detector=detector)
 
@@ -282,6 +340,37 @@ def held_out_report(router: Router, feats: np.ndarray, labels: np.ndarray, psnr:
     return "\n".join(lines)
 
 
+def blend_weights_of(router: Router, features: np.ndarray, floor: float) -> np.ndarray:
+    """(N, routes) the weights a blending router gives each sample: its probabilities with those under
+    ``floor`` left out and the rest renormalised (the argmax is always kept)."""
+    p = router.probabilities(features)
+    keep = (p >= floor) | (np.arange(p.shape[1]) == p.argmax(axis=1, keepdims=True))
+    w = np.where(keep, p, 0.0)
+    return w / w.sum(axis=1, keepdims=True)
+
+
+def blend_report(router: Router, feats: np.ndarray, labels: np.ndarray, gram: np.ndarray) -> str:
+    """Markdown: on the held-out samples, the blend (as shipped, and without the floor) against picking
+    the argmax route and against each routed model alone; ``gram`` over the routed models."""
+    k = gram.shape[1]
+    single = np.stack([blend_psnr(np.tile(np.eye(k)[i], (len(gram), 1)), gram) for i in range(k)], axis=1)
+    best = single.max(axis=1)
+    hard = np.eye(k)[router.probabilities(feats).argmax(axis=1)]
+    rows = {f"**blend, routes under {router.min_weight:g} left out (ships)**": blend_weights_of(router, feats, router.min_weight),
+            "blend, every route": blend_weights_of(router, feats, 0.0), "pick the most probable route": hard}
+    rows.update({f"always {router.routes[c]}": np.tile(np.eye(k)[i], (len(labels), 1))
+                 for i, c in enumerate(router.classes)})
+    lines = ["Blending (`--mixing blend`): mean dB of each way to decode, above the per-sample best single routed "
+             "model (positive: the blend beats every single model), on the same held-out samples:", "",
+             "| decoding | models run (mean) | all | " + " | ".join(f"made {c}" for c in CLASSES) + " |",
+             "|---|---:|---:|" + "---:|" * len(CLASSES)]
+    for name, w in rows.items():
+        gain = blend_psnr(w, gram) - best
+        cells = [f"{gain[labels == i].mean():+.3f}" if (labels == i).any() else "—" for i in range(len(CLASSES))]
+        lines.append(f"| {name} | {(w > 0).sum(axis=1).mean():.2f} | {gain.mean():+.3f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def confusion_text(matrix: np.ndarray, routes: Sequence[str]) -> str:
     lines = ["made \\ routed " + " ".join(f"{c:>7}" for c in routes)]
     for name, row in zip(CLASSES, matrix):
@@ -311,6 +400,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also a JPEG-compressed clean downsample of every N-th image (0: none)")
     parser.add_argument("--expected-cost-steps", type=int, default=RouterFitConfig.expected_cost_steps,
                         help="refine the fit on the mean expected cost for this many steps (0: off)")
+    parser.add_argument("--mixing", choices=("pick", "blend"), default=RouterFitConfig.mixing,
+                        help="pick: one model per raster; blend: average the routes' outputs with the router's "
+                             "probabilities (fitted on the blend's PSNR)")
+    parser.add_argument("--min-weight", type=float, default=RouterFitConfig.min_weight,
+                        help="blend: leave out routes whose probability is below this (saves their run)")
+    parser.add_argument("--blend-steps", type=int, default=RouterFitConfig.blend_steps)
     parser.add_argument("--routes-only", action="store_true", help="compute the routes' PSNR, do not fit")
     parser.add_argument("--out", default="models/router.json", help="where the router is written")
     parser.add_argument("--report", default="docs/results/router.md", help="the held-out check, as markdown")
@@ -344,6 +439,32 @@ def cached_route_psnr(cfg: RouterFitConfig, spec: str, cache: Path, samples: lis
     return psnr, samples
 
 
+def gram_cache_path(cfg: RouterFitConfig, specs: Sequence[str], cache: Path, family: str = "main") -> Path:
+    """Where the routes' error products of a family live: keyed by the samples and every model's files."""
+    from mlin_qgis.core.blocks import model_hash
+    from mlin_qgis.core.engine import SuperResolver
+
+    fields = sample_fields(cfg) if family == "main" else {**sample_fields(cfg), "family": family,
+                                                          "every": cfg.jpeg_every}
+    hashes = [model_hash(SuperResolver(spec, device="cpu", threads=1).files) for spec in specs]
+    key = hashlib.sha256(json.dumps([fields, list(specs), hashes, "gram"]).encode()).hexdigest()[:16]
+    return cache / f"gram-{key}.npy"
+
+
+def cached_route_gram(cfg: RouterFitConfig, specs: Sequence[str], cache: Path, samples: list[Sample] | None,
+                      threads: int, family: str = "main") -> tuple[np.ndarray, list[Sample] | None]:
+    """route_gram of a family's samples, from `cache` when the same samples and models made it."""
+    path = gram_cache_path(cfg, specs, cache, family)
+    if path.is_file():
+        log.info("route error products reused from %s", path)
+        return np.load(path), samples
+    samples = samples if samples is not None else family_samples(cfg, family)
+    gram = route_gram(samples, specs, threads)
+    cache.mkdir(parents=True, exist_ok=True)
+    np.save(path, gram)
+    return gram, samples
+
+
 def cached_detector(cfg: RouterFitConfig, cache: Path) -> AliasingDetector:
     """The aliasing detector trained on cfg.data_root (~15 min on one core), from `cache` when the same
     data and detector config made it."""
@@ -372,18 +493,25 @@ def run(args: argparse.Namespace) -> int:
                           detector=not args.no_detector, detector_outputs=args.detector_outputs,
                           detector_channels=tuple(int(c) for c in args.detector_channels.split(",")),
                           detector_steps=args.detector_steps, routes=routes, terms=args.terms,
-                          jpeg_every=args.jpeg_every, expected_cost_steps=args.expected_cost_steps)
+                          jpeg_every=args.jpeg_every, expected_cost_steps=args.expected_cost_steps,
+                          mixing=args.mixing, min_weight=args.min_weight, blend_steps=args.blend_steps)
     cache = Path(args.cache)
     columns: list[np.ndarray] = []
     samples: list[Sample] = []
     n_images = len(list_images(cfg.data_root))
+    grams: list[np.ndarray] = []  # blend: (N, candidates, candidates) error products per family
     image_of: list[np.ndarray] = []  # which training image each sample comes from (for the held-out split)
     for family in ("main", "jpeg") if cfg.jpeg_every > 0 else ("main",):
         made: list[Sample] | None = None
         family_columns = []
-        for name in CANDIDATES:
-            psnr, made = cached_route_psnr(cfg, CANDIDATES[name], cache, made, args.threads, family)
-            family_columns.append(psnr)
+        if cfg.mixing == "blend":  # one pass runs every candidate; each one's PSNR is on the diagonal
+            gram, made = cached_route_gram(cfg, list(CANDIDATES.values()), cache, made, args.threads, family)
+            grams.append(gram)
+            family_columns = [10 * np.log10(1.0 / np.maximum(gram[:, k, k], 1e-12)) for k in range(len(CANDIDATES))]
+        else:
+            for name in CANDIDATES:
+                psnr, made = cached_route_psnr(cfg, CANDIDATES[name], cache, made, args.threads, family)
+                family_columns.append(psnr)
         image_of.append(np.repeat(np.arange(n_images), cfg.samples_per_image) if family == "main"
                         else np.arange(0, n_images, cfg.jpeg_every))
         columns = family_columns if not columns else [np.r_[a, b] for a, b in zip(columns, family_columns)]
@@ -402,11 +530,18 @@ def run(args: argparse.Namespace) -> int:
     # held-out check: fitted on the samples of the first half of the TRAIN images, measured on the rest
     first = np.concatenate(image_of) < n_images // 2
     check = fit(feats[first], costs[first], cfg, classes=cfg.routes, detector=detector)
+    gram = np.concatenate(grams)[:, routed][:, :, routed] if grams else None
+    if gram is not None:
+        check = fit_blend(check, feats[first], gram[first], cfg.blend_steps)
     report = held_out_report(check, feats[~first], labels[~first], psnr[~first], len(labels))
+    if gram is not None:
+        report += "\n\n" + blend_report(check, feats[~first], labels[~first], gram[~first])
     log.info("%s", report)
     if args.report:
         Path(args.report).write_text(report + "\n")
     router = fit(feats, costs, cfg, classes=cfg.routes, detector=detector)
+    if gram is not None:
+        router = fit_blend(router, feats, gram, cfg.blend_steps)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
