@@ -134,17 +134,21 @@ def test_shipped_router_names_installed_models() -> None:
 
 
 @pytest.mark.skipif(not SHIPPED.is_file(), reason="models/router.json is not shipped")
-def test_auto_run_picks_one_model_says_so_and_equals_that_model(tmp_path: Path) -> None:
-    """`sr` with no model on a real raster crop: the output's metadata names `auto` and the pick, and
-    the pixels are exactly those of running the picked model by name."""
+def test_auto_run_says_what_it_ran_and_equals_that_run_by_name(tmp_path: Path) -> None:
+    """`sr` with no model on a real raster crop: the output's metadata names `auto` and the pick (one
+    model or a blend), and the pixels are exactly those of running that pick by name."""
     from mlin_qgis.core.pipeline import SuperResolveRequest, superresolve
 
     crop = gdal.Translate(str(tmp_path / "in.tif"), str(REPO / "resources" / "OSBS_029.tif"), srcWin=[0, 0, 72, 64])
     crop.FlushCache()
     del crop
+    from mlin_qgis.core.pipeline import auto_decision
+
     auto = superresolve(SuperResolveRequest(tmp_path / "in.tif", tmp_path / "auto.tif", 2.0))
     assert auto.route.startswith("auto -> ")
-    picked = auto.route.split(" ")[2]
+    decision = auto_decision(tmp_path / "in.tif")
+    assert auto.route == decision.describe()
+    picked = decision.engine_spec  # one model, or the blend (MODEL*W+MODEL*W) a blending router chose
     md = gdal.Open(str(tmp_path / "auto.tif")).GetMetadata()
     assert md["MLIN_MODEL_ASKED"] == "auto" and md["MLIN_ROUTE"] == auto.route
     named = superresolve(SuperResolveRequest(tmp_path / "in.tif", tmp_path / "named.tif", 2.0, model=picked))
@@ -192,14 +196,20 @@ def test_decoder_variants_resolve_and_refuse_unknown_ones() -> None:
 
 
 @pytest.mark.skipif(not SHIPPED.is_file(), reason="models/router.json is not shipped")
-def test_evaluate_auto_scores_the_picked_model(tmp_path: Path) -> None:
-    """`evaluate --checkpoint auto` records each image's pick, and its PSNR is exactly the picked
-    model's on that image (aliased LR at x4, where these two images take different routes)."""
+def test_evaluate_auto_scores_what_auto_runs(tmp_path: Path) -> None:
+    """`evaluate --checkpoint auto` records each image's pick, and its PSNR is exactly that of the
+    image's decision (one model, or the router's blend) run through the engine on the same LR."""
     pytest.importorskip("torch")
     import shutil
 
+    import torch
+
     from conftest import SHARED
-    from mlin_qgis.ml.evaluate import evaluate
+    from mlin_qgis.core.auto import classify_image
+    from mlin_qgis.core.blend import open_engine
+    from mlin_qgis.ml.evaluate import evaluate, protocol_pair
+    from mlin_qgis.ml.images import list_images, load_image
+    from mlin_qgis.ml.metrics import psnr
 
     val = SHARED / "data" / "ucmerced" / "val"
     if not val.is_dir():
@@ -211,17 +221,16 @@ def test_evaluate_auto_scores_the_picked_model(tmp_path: Path) -> None:
     router = R.Router.load(SHIPPED)
     res = evaluate({"auto": "auto"}, folder, [4.0], degradation="bicubic-aliased", progress=False)
     picks = res["routes"]["auto"]["4"]
-    assert sorted(picks) == ["other", "sharp"]  # measured: the fields take the general decoder, the harbour the sharp one
-    models = {c: router.routes[c] for c in set(picks)}
-    from mlin_qgis.core.models import resolve_model, spec_variant
-    from mlin_qgis.ml.evaluate import OnnxMethod
-    for label, spec in models.items():
-        variant = spec_variant(spec)
-        item = str(resolve_model(spec)) + (f"@{variant}" if variant else "")
-        one = evaluate({"m": OnnxMethod(item)}, folder, [4.0], degradation="bicubic-aliased", progress=False)
-        for i, pick in enumerate(picks):
-            if pick == label:
-                assert res["per_image"]["auto"]["4"]["psnr"][i] == pytest.approx(one["per_image"]["m"]["4"]["psnr"][i], abs=1e-9)
+    assert len(picks) == 2 and set(picks) <= set(router.classes)
+    for i, path in enumerate(list_images(folder)):
+        full = torch.from_numpy(load_image(path)).permute(2, 0, 1).float().div_(255.0).unsqueeze(0)
+        hr, lr, shave = protocol_pair(full, 4.0, i, "mlin", "bicubic-aliased")
+        arr = lr[0].numpy().astype(np.float32)
+        decision = classify_image(arr.transpose(1, 2, 0))
+        assert decision.label == picks[i]
+        sr = open_engine(decision.engine_spec, device="cpu").upscale(arr, tuple(hr.shape[-2:]), clip=False)
+        sr = np.clip(sr, 0.0, 1.0)  # evaluate scores the clipped output
+        assert res["per_image"]["auto"]["4"]["psnr"][i] == pytest.approx(psnr(sr, hr[0].numpy(), shave=shave), abs=1e-6)
 
 
 def test_variant_pair_loads_by_name_and_stores_weights_as_fp16(tiny_model: Path, tmp_path: Path,

@@ -1,8 +1,9 @@
-"""Resolve the ``auto`` model for one raster: read a few windows, ask the router, name a model.
+"""Resolve the ``auto`` model for one raster: read a few windows, ask the router, name a model or
+a blend of models (a blending router, core/blend.py).
 
 One decision per raster (the mean of the windows' log-probabilities), made before the first tile, so
-every tile, block and cluster worker uses the same model and the output shows no seams between
-decoders. The choice is logged and written into the output's metadata (``MLIN_ROUTE``).
+every tile, block and cluster worker uses the same model or the same weights and the output shows no
+seams between decoders. The choice is logged and written into the output's metadata (``MLIN_ROUTE``).
 """
 from __future__ import annotations
 
@@ -26,9 +27,11 @@ from .router import ROUTER_FILE, Router, sample_windows
 
 log = logging.getLogger(__name__)
 
-AUTO_DESCRIPTION = ("picks one installed model per raster from how the raster looks (clean downsample, "
-                    "aliased sharp sensor, or blurred/JPEG/noisy) and says which in the log and the output's "
-                    "metadata; the best choice when you do not know how your raster was made")
+AUTO_DESCRIPTION = ("judges from how the raster looks (clean downsample, aliased sharp sensor, or "
+                    "blurred/JPEG/noisy) which installed models suit it, and runs the best one, or blends the "
+                    "likely ones with the router's weights when it cannot tell (each extra model adds one pass); "
+                    "says which in the log and the output's metadata; the best choice when you do not know how "
+                    "your raster was made")
 
 _cache: dict[tuple[str, int], Router] = {}
 
@@ -187,7 +190,8 @@ def classify_image(image: np.ndarray) -> RouteDecision:
 
 def _decide(router: Router, images: list[np.ndarray]) -> RouteDecision:
     label, p = router.classify_windows(images)
-    blend = tuple((router.routes[c], w) for c, w in router.blend_weights(p))
+    # weights as the blend's spec writes them (4 decimals), so a run, a cluster worker and evaluation agree
+    blend = tuple((router.routes[c], round(w, 4)) for c, w in router.blend_weights(p))
     return RouteDecision(model=router.routes[label], label=label,
                          probabilities=tuple((c, float(v)) for c, v in zip(router.classes, p)),
                          reason=router.descriptions.get(label, label), blend=blend if len(blend) > 1 else ())

@@ -80,7 +80,8 @@ class SuperResolveTask(QgsTask):
         """Main thread: load the result, or report why there is none."""
         picked = ""
         if ok and self.result is not None and getattr(self.result, "route", ""):
-            picked = " Model: " + self.result.route.split(" (")[0].replace("auto -> ", "auto picked ") + "."
+            picked = " Model: " + self.result.route.split(" (")[0].replace("auto -> blend of ", "auto blended ").replace(
+                "auto -> ", "auto picked ") + "."
         if ok and self.result is not None and not self.add_to_project:
             self.done.emit(True, f"Preview ready ({self.result.seconds:.1f} s, {self.result.provider}).{picked}")
             return
