@@ -71,7 +71,7 @@ train-auto: setup
 	$(MAKE) fit-router
 
 fit-router: setup
-	$(PY) -m mlin_qgis fit-router --out models/router.json --report docs/results/router.md
+	$(PY) -m mlin_qgis fit-router --mixing blend --routes clean,sharp,other --jpeg-every 3 --out models/router.json --report docs/results/router.md
 
 train-ablation: setup
 	$(PY) -m mlin_qgis train --config configs/liif_area_ucmerced.yaml

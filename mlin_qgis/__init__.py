@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # pragma: no cover - typing only, never imported at run time
     from .plugin import MlinPlugin
 
-__version__ = "0.6.2"  # keep equal to metadata.txt's version (tests/test_plugin_load.py checks it)
+__version__ = "0.7.0"  # keep equal to metadata.txt's version (tests/test_plugin_load.py checks it)
 
 
 def classFactory(iface: Any) -> "MlinPlugin":  # noqa: N802 - name imposed by QGIS
