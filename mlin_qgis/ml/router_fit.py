@@ -27,7 +27,7 @@ import logging
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -173,6 +173,17 @@ def _sample(path: Path | str, rng: np.random.Generator, cfg: RouterFitConfig, wi
                   rows=rows, cols=cols, label=CLASSES.index(name), features=lr_features(luminance(lr)))
 
 
+def read_window(smp: Sample, lr: np.ndarray, halo: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """The part of a sample's LR (3, h, w) that its HR window reads, plus the engine's halo, and its
+    origin: decoding only that gives the whole image's result there."""
+    (h, w), (oh, ow) = lr.shape[1:], smp.out_size
+    r0 = max(0, int(smp.rows[0] * h / oh) - halo - 1)
+    r1 = min(h, int(math.ceil(smp.rows[1] * h / oh)) + halo + 1)
+    c0 = max(0, int(smp.cols[0] * w / ow) - halo - 1)
+    c1 = min(w, int(math.ceil(smp.cols[1] * w / ow)) + halo + 1)
+    return np.ascontiguousarray(lr[:, r0:r1, c0:c1]), (r0, c0)
+
+
 def route_psnr(samples: list[Sample], spec: str, threads: int = 1, progress: bool = True) -> np.ndarray:
     """PSNR (dB) of one route's model on every sample's HR window (what a wrong pick would cost)."""
     from mlin_qgis.core.engine import SuperResolver
@@ -181,14 +192,8 @@ def route_psnr(samples: list[Sample], spec: str, threads: int = 1, progress: boo
     out = np.empty(len(samples))
     for k, smp in enumerate(samples):
         lr = np.ascontiguousarray(smp.lr.transpose(2, 0, 1), dtype=np.float32)
-        (h, w), (oh, ow) = lr.shape[1:], smp.out_size
-        # encode only the LR the window reads (plus the engine's halo): the result is the whole image's
-        r0 = max(0, int(smp.rows[0] * h / oh) - engine.halo - 1)
-        r1 = min(h, int(math.ceil(smp.rows[1] * h / oh)) + engine.halo + 1)
-        c0 = max(0, int(smp.cols[0] * w / ow) - engine.halo - 1)
-        c1 = min(w, int(math.ceil(smp.cols[1] * w / ow)) + engine.halo + 1)
-        sr, _ = engine.super_resolve_window(np.ascontiguousarray(lr[:, r0:r1, c0:c1]), (r0, c0), (h, w),
-                                            smp.out_size, smp.rows, smp.cols)
+        window, origin = read_window(smp, lr, engine.halo)
+        sr, _ = engine.super_resolve_window(window, origin, lr.shape[1:], smp.out_size, smp.rows, smp.cols)
         mse = float(np.mean((np.round(sr * 255.0) / 255.0 - smp.hr_window) ** 2))
         out[k] = 10 * np.log10(1.0 / max(mse, 1e-12))
         if progress and (k + 1) % 200 == 0:
@@ -207,13 +212,8 @@ def route_gram(samples: list[Sample], specs: Sequence[str], threads: int = 1, pr
     out = np.empty((len(samples), len(specs), len(specs)))
     for k, smp in enumerate(samples):
         lr = np.ascontiguousarray(smp.lr.transpose(2, 0, 1), dtype=np.float32)
-        (h, w), (oh, ow) = lr.shape[1:], smp.out_size
-        r0 = max(0, int(smp.rows[0] * h / oh) - halo - 1)
-        r1 = min(h, int(math.ceil(smp.rows[1] * h / oh)) + halo + 1)
-        c0 = max(0, int(smp.cols[0] * w / ow) - halo - 1)
-        c1 = min(w, int(math.ceil(smp.cols[1] * w / ow)) + halo + 1)
-        window = np.ascontiguousarray(lr[:, r0:r1, c0:c1])
-        errs = np.stack([e.super_resolve_window(window, (r0, c0), (h, w), smp.out_size, smp.rows, smp.cols)[0]
+        window, origin = read_window(smp, lr, halo)
+        errs = np.stack([e.super_resolve_window(window, origin, lr.shape[1:], smp.out_size, smp.rows, smp.cols)[0]
                          for e in engines]).reshape(len(specs), -1).astype(np.float64) - smp.hr_window.reshape(1, -1)
         out[k] = errs @ errs.T / errs.shape[1]
         if progress and (k + 1) % 200 == 0:
@@ -417,6 +417,25 @@ def sample_fields(cfg: RouterFitConfig) -> dict[str, object]:
                                                             "sharp_noise_max", "seed")}
 
 
+def family_fields(cfg: RouterFitConfig, family: str) -> dict[str, object]:
+    """What a family's samples depend on (the key of anything cached per sample)."""
+    fields = sample_fields(cfg)
+    return fields if family == "main" else {**fields, "family": family, "every": cfg.jpeg_every}
+
+
+def _cached(path: Path, what: str, cfg: RouterFitConfig, family: str, samples: list[Sample] | None,
+            compute: Callable[[list[Sample]], np.ndarray]) -> tuple[np.ndarray, list[Sample] | None]:
+    """``compute(samples)`` saved at ``path``, or read back from it (samples made only when needed)."""
+    if path.is_file():
+        log.info("%s reused from %s", what, path)
+        return np.load(path), samples
+    samples = samples if samples is not None else family_samples(cfg, family)
+    values = compute(samples)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, values)
+    return values, samples
+
+
 def cached_route_psnr(cfg: RouterFitConfig, spec: str, cache: Path, samples: list[Sample] | None,
                       threads: int, family: str = "main") -> tuple[np.ndarray, list[Sample] | None]:
     """One route's PSNR per sample of a family ("main": make_samples, "jpeg": make_jpeg_samples),
@@ -425,18 +444,9 @@ def cached_route_psnr(cfg: RouterFitConfig, spec: str, cache: Path, samples: lis
     from mlin_qgis.core.engine import SuperResolver
 
     files = SuperResolver(spec, device="cpu", threads=1).files
-    fields = sample_fields(cfg) if family == "main" else {**sample_fields(cfg), "family": family,
-                                                          "every": cfg.jpeg_every}
-    key = hashlib.sha256(json.dumps([fields, spec, model_hash(files)]).encode()).hexdigest()[:16]
-    path = cache / f"psnr-{key}.npy"
-    if path.is_file():
-        log.info("%s: PSNR per sample reused from %s", spec, path)
-        return np.load(path), samples
-    samples = samples if samples is not None else family_samples(cfg, family)
-    psnr = route_psnr(samples, spec, threads)
-    cache.mkdir(parents=True, exist_ok=True)
-    np.save(path, psnr)
-    return psnr, samples
+    key = hashlib.sha256(json.dumps([family_fields(cfg, family), spec, model_hash(files)]).encode()).hexdigest()[:16]
+    return _cached(cache / f"psnr-{key}.npy", f"{spec}: PSNR per sample", cfg, family, samples,
+                   lambda made: route_psnr(made, spec, threads))
 
 
 def gram_cache_path(cfg: RouterFitConfig, specs: Sequence[str], cache: Path, family: str = "main") -> Path:
@@ -444,25 +454,16 @@ def gram_cache_path(cfg: RouterFitConfig, specs: Sequence[str], cache: Path, fam
     from mlin_qgis.core.blocks import model_hash
     from mlin_qgis.core.engine import SuperResolver
 
-    fields = sample_fields(cfg) if family == "main" else {**sample_fields(cfg), "family": family,
-                                                          "every": cfg.jpeg_every}
     hashes = [model_hash(SuperResolver(spec, device="cpu", threads=1).files) for spec in specs]
-    key = hashlib.sha256(json.dumps([fields, list(specs), hashes, "gram"]).encode()).hexdigest()[:16]
+    key = hashlib.sha256(json.dumps([family_fields(cfg, family), list(specs), hashes, "gram"]).encode()).hexdigest()[:16]
     return cache / f"gram-{key}.npy"
 
 
 def cached_route_gram(cfg: RouterFitConfig, specs: Sequence[str], cache: Path, samples: list[Sample] | None,
                       threads: int, family: str = "main") -> tuple[np.ndarray, list[Sample] | None]:
     """route_gram of a family's samples, from `cache` when the same samples and models made it."""
-    path = gram_cache_path(cfg, specs, cache, family)
-    if path.is_file():
-        log.info("route error products reused from %s", path)
-        return np.load(path), samples
-    samples = samples if samples is not None else family_samples(cfg, family)
-    gram = route_gram(samples, specs, threads)
-    cache.mkdir(parents=True, exist_ok=True)
-    np.save(path, gram)
-    return gram, samples
+    return _cached(gram_cache_path(cfg, specs, cache, family), "route error products", cfg, family, samples,
+                   lambda made: route_gram(made, specs, threads))
 
 
 def cached_detector(cfg: RouterFitConfig, cache: Path) -> AliasingDetector:
