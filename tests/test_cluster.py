@@ -192,6 +192,8 @@ def test_worker_killed_mid_run_is_replaced_and_output_unchanged(tiny_model: Path
 
         result = superresolve_on_cluster(request(inp, tmp_path / "cluster.tif", tiny_model, tile_size=16), session,
                                          progress=progress)
+        # the nanny restarts the killed worker asynchronously; the run may finish before it is back
+        session.client.wait_for_workers(2, timeout=60)
         after = session.client.run(os.getpid)
     assert killed and killed[0] not in after.values(), "the killed worker was replaced by a new process"
     assert len(after) == 2
