@@ -18,6 +18,7 @@ import torch
 from osgeo import gdal
 from PIL import Image, ImageDraw
 
+from mlin_qgis.core.blend import open_engine
 from mlin_qgis.core.engine import SuperResolver
 from mlin_qgis.core.pipeline import auto_decision
 from mlin_qgis.ml.artefacts import artefact_scores
@@ -79,8 +80,8 @@ def main() -> int:
             if engine is None:  # auto: the model `sr` would pick for this whole raster
                 decision = auto_decision(path)
                 picks[title] = decision.describe()
-                engine = SuperResolver(decision.model, device="cpu", threads=args.threads)
-                name = f"{name} ({decision.label})"
+                engine = open_engine(decision.engine_spec, device="cpu", threads=args.threads)
+                name = f"{name} ({'blend, mostly ' if decision.blend else ''}{decision.label})"
             sr = engine.upscale(lr.astype(np.float32) / 255, (lr.shape[1] * s, lr.shape[2] * s))
             outputs[name] = np.round(sr * 255)
         table[title] = {}
