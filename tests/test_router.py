@@ -134,6 +134,22 @@ def test_shipped_router_names_installed_models() -> None:
 
 
 @pytest.mark.skipif(not SHIPPED.is_file(), reason="models/router.json is not shipped")
+def test_auto_runs_at_int8_because_every_route_ships_an_int8_decoder(tmp_path: Path) -> None:
+    """A blending `auto` may run any of its routes: `--precision int8` works only if each has one."""
+    from mlin_qgis.core.models import decoder_file, resolve_model, spec_variant
+    from mlin_qgis.core.pipeline import SuperResolveRequest, superresolve
+
+    router = R.Router.load(SHIPPED)
+    for spec in router.routes.values():
+        assert (resolve_model(spec) / decoder_file(spec_variant(spec), "int8")).is_file(), spec
+    crop = gdal.Translate(str(tmp_path / "in.tif"), str(REPO / "resources" / "OSBS_029.tif"), srcWin=[0, 0, 48, 40])
+    crop.FlushCache()
+    del crop
+    result = superresolve(SuperResolveRequest(tmp_path / "in.tif", tmp_path / "i8.tif", 2.0, precision="int8"))
+    assert result.route.startswith("auto -> ") and gdal.Open(str(result.output_path)).RasterXSize == 96
+
+
+@pytest.mark.skipif(not SHIPPED.is_file(), reason="models/router.json is not shipped")
 def test_auto_run_says_what_it_ran_and_equals_that_run_by_name(tmp_path: Path) -> None:
     """`sr` with no model on a real raster crop: the output's metadata names `auto` and the pick (one
     model or a blend), and the pixels are exactly those of running that pick by name."""

@@ -432,7 +432,7 @@ def plan_run(request: SuperResolveRequest, src: gdal.Dataset,
     lr_window = extent_window(info, request.extent, request.extent_crs)
     stats = compute_stats(src, info, bands)
     spec, route = request.model, ""
-    if wants_auto(spec):  # one model for the whole raster, picked from how it looks (core/auto.py)
+    if wants_auto(spec):  # one model or one blend for the whole raster, from how it looks (core/auto.py)
         decision = choose_model(src, info, bands, stats, lr_window)
         spec, route = decision.engine_spec, decision.describe()
     engine = make_engine(spec)
