@@ -31,7 +31,9 @@ def test_blend_spec_round_trip_and_clear_errors() -> None:
     assert parse_blend(spec) == [("a@sharp", 0.75), ("b", 0.25)]
     assert parse_blend("c*3+d*1") == [("c", 0.75), ("d", 0.25)]  # weights are normalised
     assert parse_blend("mlin-robust-ucmerced@sharp") is None and blend_spec([("a", 1.0)]) == "a"
-    for bad in ("a*0+b*1", "a*x+b*1", "*0.5+b*0.5", "a*-1+b*2"):
+    # a "+" inside a folder path stays in that member's name (what a cluster worker is given)
+    assert parse_blend("/data/x+y/m@sharp*0.6000+/data/x+y/n*0.4000") == [("/data/x+y/m@sharp", 0.6), ("/data/x+y/n", 0.4)]
+    for bad in ("a*0+b*1", "a*x+b*1", "*0.5+b*0.5", "a*-1+b*2", "a*0.5+", "a*0.5+*0.5"):
         with pytest.raises(MlinError, match="MODEL\\*WEIGHT"):
             parse_blend(bad)
 

@@ -14,6 +14,7 @@ engine from the spec alone; ``open_engine`` turns any spec, plain or blended, in
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -38,17 +39,14 @@ def parse_blend(spec: str | os.PathLike | None) -> list[tuple[str, float]] | Non
     """The (model spec, weight) members of a blend spec, or None when ``spec`` names one model."""
     if spec is None or isinstance(spec, Path) or WEIGHT_SEP not in str(spec):
         return None
-    members = []
-    for part in str(spec).split(BLEND_SEP):
-        name, sep, weight = part.rpartition(WEIGHT_SEP)
-        try:
-            value = float(weight)
-        except ValueError:
-            value = float("nan")
-        if not sep or not name or not np.isfinite(value) or value <= 0:
-            raise MlinError(f"cannot read the blend {str(spec)!r}: each member is MODEL*WEIGHT with a weight > 0, "
-                            f"members joined by '{BLEND_SEP}'.")
-        members.append((name, value))
+    # a member ends at "*WEIGHT" followed by "+" or the end, so a "+" inside a folder path stays in its name
+    text = str(spec)
+    found = list(re.finditer(r"([^*]+?)\*([0-9]*\.?[0-9]+)(?:\+(?=.)|$)", text))
+    members = [(m.group(1), float(m.group(2))) for m in found]
+    if "".join(m.group(0) for m in found) != text or any(w <= 0 for _, w in members) or \
+            any(name.startswith(BLEND_SEP) for name, _ in members):
+        raise MlinError(f"cannot read the blend {text!r}: each member is MODEL*WEIGHT with a weight > 0, "
+                        f"members joined by '{BLEND_SEP}'.")
     total = sum(w for _, w in members)
     return [(name, w / total) for name, w in members]
 
@@ -81,9 +79,6 @@ class BlendedResolver:
     @property
     def has_weights(self) -> bool:
         return all(m.engine.has_weights for m in self.members)
-
-    def describe(self) -> str:
-        return " + ".join(f"{m.weight:.2f} x {m.engine.card.name}" for m in self.members)
 
     def super_resolve_window(self, image: np.ndarray, origin: tuple[int, int], in_size: tuple[int, int],
                              out_size: tuple[int, int], rows: tuple[int, int], cols: tuple[int, int],
