@@ -46,6 +46,7 @@ log = logging.getLogger("mlin_qgis")
 
 INSTALL_HINT = "python -m pip install \"dask[distributed]\""
 POLL_S = 0.25  # how often the driver checks for a cancel while blocks run
+IN_FLIGHT_PER_THREAD = 2  # blocks submitted ahead per worker thread (see _run_blocks)
 
 
 def import_distributed() -> Any:
@@ -356,12 +357,24 @@ def _run_blocks(plan: RunPlan, todo: list[Block], source: str, folder: Path, eng
     lean_plan = dataclasses.replace(plan, tiles=())  # each task carries only its own block's tiles
     hosts = session.threads_by_host()
     key = manifest.parameters["model_sha256"][:8] + manifest.parameters["input"][-16:].replace("/", "_")
-    futures = {
-        client.submit(run_block, lean_plan, block, source, str(folder), engine.model_spec, request.device,
-                      hosts, request.threads, request.precision, key=f"mlin-block-{key}-{block.index}-{time.time_ns()}",
-                      priority=-block.index, pure=False): block
-        for block in todo}
-    pending = set(futures)
+    queue = list(todo)
+    futures: dict[Any, Block] = {}
+    # At most IN_FLIGHT_PER_THREAD blocks per worker thread are submitted at a time: the workers stay busy,
+    # and a cancel stops the run after a bounded number of further blocks instead of racing all of them.
+    limit = max(2, IN_FLIGHT_PER_THREAD * session.total_threads())
+
+    def top_up() -> None:
+        while queue and len(pending) < limit:
+            block = queue.pop(0)
+            future = client.submit(run_block, lean_plan, block, source, str(folder), engine.model_spec, request.device,
+                                   hosts, request.threads, request.precision,
+                                   key=f"mlin-block-{key}-{block.index}-{time.time_ns()}", priority=-block.index,
+                                   pure=False)
+            futures[future] = block
+            pending.add(future)
+
+    pending: set[Any] = set()
+    top_up()
     if progress:
         progress(len(manifest.parts) / total, f"{len(manifest.parts)}/{total} blocks")
     try:
@@ -388,6 +401,8 @@ def _run_blocks(plan: RunPlan, todo: list[Block], source: str, folder: Path, eng
                 manifest.save()
                 if progress:
                     progress(len(manifest.parts) / total, f"{len(manifest.parts)}/{total} blocks")
+            check_cancel()
+            top_up()
     except KeyboardInterrupt:
         raise MlinCancelled(f"interrupted: {len(manifest.parts)} of {total} blocks are finished and kept in {folder}; "
                             "rerun the same command to resume.") from None
