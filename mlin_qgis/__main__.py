@@ -1,4 +1,4 @@
-"""Command line: `python -m mlin_qgis {sr,batch,train,evaluate,export,import-onnx,quantize,fit-router} ...`.
+"""Command line: `python -m mlin_qgis {sr,batch,train,train-aware,evaluate,export,import-onnx,quantize,fit-router} ...`.
 
 Each subcommand lives in its own module exposing `add_arguments(parser)` and `run(args) -> int`;
 torch-based ones are imported only when chosen, so `sr` works with numpy, GDAL and onnxruntime alone."""
@@ -13,6 +13,8 @@ SUBCOMMANDS = {
     "sr": ("mlin_qgis.core.cli_sr", "super-resolve a raster with an ONNX model (torch-free)"),
     "batch": ("mlin_qgis.core.cli_batch", "super-resolve every raster of a folder or glob (optionally on a Dask cluster)"),
     "train": ("mlin_qgis.ml.train", "train the decoder (and meta-weight network) on a frozen encoder"),
+    "train-aware": ("mlin_qgis.ml.train_aware", "train the degradation-aware MLIN (one model reading its input), "
+                    "resumable in chunks"),
     "evaluate": ("mlin_qgis.ml.evaluate", "PSNR/SSIM of checkpoints against bicubic, whole-image protocol"),
     "export": ("mlin_qgis.ml.export", "export a checkpoint to the encoder/decoder ONNX pair"),
     "import-onnx": ("mlin_qgis.ml.onnx_import", "read a shipped ONNX pair back into a training checkpoint (.pth)"),

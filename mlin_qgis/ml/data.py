@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..core.errors import DataError
-from .degradation import DegradationConfig, draw
+from .degradation import Degradation, DegradationConfig, draw
 from .images import list_images, load_image
 from .resize import resize_bicubic
 
@@ -58,6 +58,11 @@ class CropSource:
 
     def crop(self, crop_id: int) -> Tuple[torch.Tensor, torch.Tensor]:
         """(LR float (3, 48, 48), HR uint8 (3, S, S)) for crop number `crop_id`."""
+        lr, hr, _, _ = self.crop_with_chain(crop_id)
+        return lr, hr
+
+    def crop_with_chain(self, crop_id: int) -> Tuple[torch.Tensor, torch.Tensor, Degradation, float]:
+        """`crop` plus the degradation chain that made its LR and its scale (HR px per LR px)."""
         rng = np.random.default_rng([self.seed, crop_id])
         img = self.image(int(rng.integers(len(self.paths))))
         s = _scale(rng, self.cfg)
@@ -75,11 +80,14 @@ class CropSource:
         hr_t = torch.from_numpy(np.ascontiguousarray(hr))
         hr_f = hr_t.float().div(255).unsqueeze(0)
         lr_size = (self.cfg.lr_size, self.cfg.lr_size)
+        scale = size / self.cfg.lr_size
         if self.degradation is None:
+            chain = Degradation()
             lr = resize_bicubic(hr_f, lr_size)[0]
         else:  # drawn after the crop's own choices, so the crops are those of a clean run
-            lr = draw(rng, size / self.cfg.lr_size, self.degradation).apply(hr_f, lr_size)[0]
-        return lr, hr_t
+            chain = draw(rng, scale, self.degradation)
+            lr = chain.apply(hr_f, lr_size)[0]
+        return lr, hr_t, chain, scale
 
 
 @dataclass

@@ -57,6 +57,10 @@ class ImplicitSR(nn.Module):
         """Latent features of an LR image in [0, 1]."""
         return self.encoder((lr - self.input_mean) / self.input_std)
 
+    def forward(self, lr: torch.Tensor, coord: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
+        """Colours (B, N, out) in LIIF's normalised units at `coord`/`cell` (B, N, 2), LR pixel units."""
+        return self.decoder.query(self.decoder.project(self.encode(lr)), coord, cell)[0]
+
     def super_resolve(self, lr: torch.Tensor, out_size: Tuple[int, int], chunk: int = 65536) -> torch.Tensor:
         """(B, 3, h, w) in [0, 1] -> (B, 3, H, W) in [0, 1] units, not clipped."""
         b, _, h, w = lr.shape

@@ -1,0 +1,388 @@
+"""Training the degradation-aware MLIN (mixture.py) in chunks that survive the end of a session.
+
+`python -m mlin_qgis train-aware --config configs/aware_mlin.yaml [--resume] [--minutes 85]`
+
+- Resumable exactly: every batch is a function of (seed, iteration) only (crop k is seeded by
+  (seed, k), the query pick by (seed, 1, iteration)), and the checkpoint holds the model, the
+  optimizer, the iteration (the schedule is a function of it) and torch's RNG state. N iterations in
+  one go equal N/2, a stop, `--resume` and N/2 more, bit for bit on CPU (tested).
+- The checkpoint is written every `checkpoint_minutes` of wall time and every `checkpoint_every`
+  iterations, atomically (write then rename), under `run_dir`.
+- `--minutes M` stops cleanly (checkpoint written) after M minutes: a chunk of a longer run.
+- A monitor (`monitor.jsonl`) records the mean PSNR of fixed centre crops of dev (carved out of
+  train, where choices are made) and val (reported, never tuned on) images every `monitor_every`
+  iterations, under clean, aliased and JPEG LR at x2 and x4, and the estimator's error.
+- On CUDA the same config runs with a larger batch (`cuda_batch_size`), bf16 autocast and the data
+  on the device."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..core.errors import ConfigError
+from .data import CropSource, SamplerConfig, sample_queries, training_images
+from .degradation import DegradationConfig, make_lr, suite_degradation
+from .estimator import degradation_targets
+from .images import list_images, load_image
+from .mixture import DegradationAwareSR, MixtureConfig
+
+log = logging.getLogger(__name__)
+MONITOR_DEGRADATIONS = ("bicubic", "bicubic-aliased", "jpeg")
+
+
+@dataclass
+class AwareTrainConfig:
+    data_root: str = "../shared/data/ucmerced/train"
+    split_file: Optional[str] = "configs/splits/ucmerced_dev.json"
+    split: Optional[str] = "fit"
+    dev_split: Optional[str] = "dev"
+    val_root: Optional[str] = "../shared/data/ucmerced/val"
+    monitor_images: int = 8  # per set (dev, val): fixed centre 128x128 crops
+    monitor_scales: List[float] = field(default_factory=lambda: [2.0, 4.0])
+    # Where the experts come from on a fresh start: model folders (ONNX pairs; '@variant' allowed).
+    experts: Dict[str, str] = field(default_factory=lambda: {
+        "clean": "models/mlin-edsr-ucmerced", "robust": "models/mlin-robust-ucmerced",
+        "sharp": "models/mlin-robust-ucmerced@sharp"})
+    # Or continue from committed weights of an earlier chunk (a new machine without runs/).
+    init_weights: Optional[str] = None
+    estimator_width: int = 32
+    iterations: int = 6000
+    batch_size: int = 8
+    cuda_batch_size: int = 32
+    lr_experts: float = 2e-5
+    lr_estimator: float = 1e-3
+    lr_gate: float = 1e-3
+    estimator_loss_weight: float = 0.05
+    # The first iterations train the estimator alone (a bigger batch, no SR pass), so that the gate
+    # routes crops to meaningful experts before the experts start to move.
+    estimator_warmup: int = 300
+    estimator_batch_size: int = 32
+    warmup: int = 50
+    sampler: SamplerConfig = field(default_factory=lambda: SamplerConfig(scale_min=1.0, scale_max=5.0))
+    degradation: DegradationConfig = field(default_factory=lambda: DegradationConfig(
+        p_clean=0.35, downsample={"bicubic": 0.4, "bicubic-aliased": 0.4, "area": 0.1, "nearest": 0.1},
+        p_blur=0.15, blur_sigma=(0.1, 0.5), p_noise=0.15, noise_sigma=(1.0, 6.0), p_jpeg=0.35,
+        jpeg_quality=(40, 95)))
+    seed: int = 30
+    threads: int = 0
+    device: str = "auto"
+    amp: Optional[bool] = None  # bf16 autocast; None: on CUDA only (True on CPU exercises the GPU path)
+    run_dir: str = "runs/aware-mlin"
+    checkpoint_every: int = 100
+    checkpoint_minutes: float = 8.0
+    monitor_every: int = 100
+    log_every: int = 10
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> "AwareTrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ConfigError(f"unknown train-aware config keys: {', '.join(sorted(unknown))}; "
+                              f"known: {', '.join(sorted(known))}")
+        data = dict(data)
+        if "sampler" in data:
+            data["sampler"] = SamplerConfig(**data["sampler"])
+        if "degradation" in data:
+            data["degradation"] = DegradationConfig.from_dict(data["degradation"])
+        return cls(**data)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "AwareTrainConfig":
+        import yaml
+
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"training config not found: {path}; pass a YAML file with AwareTrainConfig fields")
+        return cls.from_dict(yaml.safe_load(path.read_text()) or {})
+
+
+# ---- model, optimizer, schedule ---------------------------------------------------------------------
+
+def build(cfg: AwareTrainConfig) -> DegradationAwareSR:
+    """The mixture at its starting point: committed weights of an earlier chunk, or the experts."""
+    model = DegradationAwareSR(MixtureConfig(experts=list(cfg.experts), estimator_width=cfg.estimator_width))
+    if cfg.init_weights:
+        state = torch.load(cfg.init_weights, map_location="cpu", weights_only=True)
+        missing, unexpected = model.load_state_dict({k: v.float() for k, v in state["state_dict"].items()},
+                                                    strict=False)
+        missing = [k for k in missing if not k.startswith("template.")]  # structure only, never trained
+        if missing or unexpected:
+            raise ConfigError(f"{cfg.init_weights} does not fit this model (missing {missing[:3]}, "
+                              f"unexpected {unexpected[:3]}); pass weights written by `train-aware`")
+        return model
+    from .onnx_import import model_from_onnx
+
+    singles = []
+    for name, spec in cfg.experts.items():
+        folder, _, variant = spec.partition("@")
+        singles.append(model_from_onnx(folder, variant))
+    model.load_experts(singles)
+    return model
+
+
+def optimizer_for(model: DegradationAwareSR, cfg: AwareTrainConfig) -> torch.optim.Optimizer:
+    groups = [
+        {"params": list(model.experts.parameters()), "lr": cfg.lr_experts, "base_lr": cfg.lr_experts},
+        {"params": list(model.estimator.parameters()), "lr": cfg.lr_estimator, "base_lr": cfg.lr_estimator},
+        {"params": list(model.gate.parameters()), "lr": cfg.lr_gate, "base_lr": cfg.lr_gate},
+    ]
+    return torch.optim.Adam(groups)
+
+
+def lr_factor(it: int, cfg: AwareTrainConfig) -> float:
+    """Linear warm-up, then cosine decay to 5 % of the base rate over `iterations`."""
+    if it < cfg.estimator_warmup:
+        return 1.0
+    it -= cfg.estimator_warmup
+    if it < cfg.warmup:
+        return (it + 1) / cfg.warmup
+    t = (it - cfg.warmup) / max(1, cfg.iterations - cfg.estimator_warmup - cfg.warmup)
+    return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+
+
+# ---- one step ---------------------------------------------------------------------------------------------
+
+def estimator_loss(model: DegradationAwareSR, source: CropSource, cfg: AwareTrainConfig, it: int,
+                   device: torch.device) -> Dict[str, torch.Tensor]:
+    """Estimator-only loss of warm-up iteration `it` (its crops are numbered apart from the main run's)."""
+    batch = cfg.estimator_batch_size
+    crops = [source.crop_with_chain(10**9 + it * batch + k) for k in range(batch)]
+    lr = torch.stack([c[0] for c in crops]).to(device)
+    targets = torch.stack([degradation_targets(c[2], c[3]) for c in crops]).to(device)
+    est = F.binary_cross_entropy_with_logits(model.code_logits(lr).float(), targets)
+    return {"loss": est, "estimator": est}
+
+
+def autocast_for(cfg: AwareTrainConfig, device: torch.device) -> Any:
+    use = cfg.amp if cfg.amp is not None else device.type == "cuda"
+    return torch.autocast(device.type, dtype=torch.bfloat16) if use else nullcontext()
+
+
+def step_loss(model: DegradationAwareSR, source: CropSource, cfg: AwareTrainConfig, it: int, batch: int,
+              device: torch.device) -> Dict[str, torch.Tensor]:
+    """Loss of iteration `it` (a function of the seed and `it` only)."""
+    crops = [source.crop_with_chain(it * batch + k) for k in range(batch)]
+    lr = torch.stack([c[0] for c in crops]).to(device)
+    targets = torch.stack([degradation_targets(c[2], c[3]) for c in crops]).to(device)
+    rng = np.random.default_rng([cfg.seed, 1, it])
+    coord, cell, hr = sample_queries([c[1] for c in crops], rng, cfg.sampler.sample_q, cfg.sampler.lr_size)
+    with autocast_for(cfg, device):
+        logits = model.code_logits(lr)
+        pi = model.mixing(torch.sigmoid(logits))
+        pred = model.predict(lr, coord.to(device), cell.to(device), pi)
+    goal = (hr.to(device) - model.input_mean) / model.input_std
+    sr = F.mse_loss(pred.float(), goal)
+    est = F.binary_cross_entropy_with_logits(logits.float(), targets)
+    return {"loss": sr + cfg.estimator_loss_weight * est, "sr": sr, "estimator": est}
+
+
+# ---- monitor ----------------------------------------------------------------------------------------------
+
+def monitor_crops(root: Optional[str], split: Optional[str], split_file: Optional[str], count: int) -> List[np.ndarray]:
+    if not root or count <= 0 or not Path(root).is_dir():
+        return []
+    paths = list_images(root, split, split_file) if split else list_images(root)
+    picks = [paths[i] for i in np.linspace(0, len(paths) - 1, min(count, len(paths))).astype(int)]
+    crops = []
+    for p in picks:
+        img = load_image(p)
+        y, x = (img.shape[0] - 128) // 2, (img.shape[1] - 128) // 2
+        crops.append(np.ascontiguousarray(img[y : y + 128, x : x + 128]))
+    return crops
+
+
+@torch.no_grad()
+def monitor(model: DegradationAwareSR, crops: List[np.ndarray], scales: List[float], device: torch.device) -> Dict[str, float]:
+    """Mean PSNR per (degradation, scale) on fixed crops, the estimated code as the run would use it."""
+    out: Dict[str, float] = {}
+    was_training = model.training
+    model.eval()
+    for name in MONITOR_DEGRADATIONS:
+        for s in scales:
+            vals = []
+            for i, img in enumerate(crops):
+                hr = torch.from_numpy(img).permute(2, 0, 1).float().div(255).unsqueeze(0).to(device)
+                lr = make_lr(hr.cpu(), (round(hr.shape[2] / s), round(hr.shape[3] / s)),
+                             suite_degradation(name, s, i)).to(device)
+                sr = model.super_resolve(lr, hr.shape[-2:]).clamp(0, 1)
+                shave = math.ceil(s)
+                mse = F.mse_loss(sr[..., shave:-shave, shave:-shave], hr[..., shave:-shave, shave:-shave]).item()
+                vals.append(10 * math.log10(1 / max(mse, 1e-12)))
+            out[f"{name}-x{s:g}"] = round(float(np.mean(vals)), 4)
+    model.train(was_training)
+    return out
+
+
+# ---- checkpoints ---------------------------------------------------------------------------------------
+
+def save_checkpoint(path: Path, model: DegradationAwareSR, opt: torch.optim.Optimizer, it: int, seconds: float,
+                    cfg: AwareTrainConfig) -> None:
+    payload = {"kind": "mlin-qgis-aware", "config": json.loads(json.dumps(asdict(cfg))),
+               "state_dict": model.state_dict(), "optimizer": opt.state_dict(), "iteration": it,
+               "seconds": seconds, "torch_rng": torch.get_rng_state()}
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+
+
+def save_weights(model: DegradationAwareSR, path: Path, it: int, seconds: float, cfg: AwareTrainConfig) -> None:
+    """Model weights only, float16 (what a chunk commits; `init_weights` reads it back)."""
+    payload = {"kind": "mlin-qgis-aware-weights", "iteration": it, "seconds": seconds,
+               "config": json.loads(json.dumps(asdict(cfg))),
+               "state_dict": {k: v.detach().cpu().half() if v.is_floating_point() else v
+                              for k, v in model.state_dict().items() if not k.startswith("template.")}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+
+
+# ---- the loop ---------------------------------------------------------------------------------------------
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' was asked for but torch sees no CUDA GPU; use --device cpu or auto")
+    return torch.device(name)
+
+
+def train(cfg: AwareTrainConfig, resume: bool = False, minutes: Optional[float] = None,
+          stop_at: Optional[int] = None) -> Path:
+    """Train (or continue) until `iterations`, `stop_at` or `minutes`; returns the checkpoint path."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = pick_device(cfg.device)
+    batch = cfg.cuda_batch_size if device.type == "cuda" else cfg.batch_size
+    run = Path(cfg.run_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    ckpt = run / "checkpoint.pth"
+    torch.manual_seed(cfg.seed)
+    model = build(cfg)
+    opt = optimizer_for(model, cfg)
+    start, spent = 0, 0.0
+    if ckpt.is_file():
+        if not resume:
+            raise ConfigError(f"{ckpt} exists: pass --resume to continue it, or choose another --run-dir")
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["state_dict"])
+        opt.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        start, spent = int(state["iteration"]), float(state["seconds"])
+        log.info("resuming %s at iteration %d (%.2f h trained)", ckpt, start, spent / 3600)
+    model.to(device).train()
+    (run / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    paths = training_images(cfg.data_root, cfg.split, cfg.split_file if cfg.split else None)
+    source = CropSource(paths, cfg.sampler, cfg.seed, cfg.degradation)
+    dev = monitor_crops(cfg.data_root, cfg.dev_split, cfg.split_file, cfg.monitor_images) if cfg.dev_split else []
+    val = monitor_crops(cfg.val_root, None, None, cfg.monitor_images)
+    end = min(cfg.iterations, stop_at if stop_at is not None else cfg.iterations)
+    t0 = time.time()
+    last_save = t0
+    deadline = None if minutes is None else t0 + 60.0 * minutes
+    it = start
+    running: Dict[str, float] = {}
+    with (run / "monitor.jsonl").open("a") as mon:
+        def record(done: int) -> None:
+            entry: Dict[str, Any] = {"iteration": done, "hours": round((spent + time.time() - t0) / 3600, 3),
+                                     **{k: round(v, 5) for k, v in running.items()}}
+            if dev:
+                entry["dev"] = monitor(model, dev, cfg.monitor_scales, device)
+            if val:
+                entry["val"] = monitor(model, val, cfg.monitor_scales, device)
+            mon.write(json.dumps(entry) + "\n")
+            mon.flush()
+            log.info("%s", json.dumps(entry))
+
+        if start == 0 and (dev or val):
+            record(0)
+        while it < end:
+            for group in opt.param_groups:
+                group["lr"] = group["base_lr"] * lr_factor(it, cfg)
+            if it < cfg.estimator_warmup:
+                losses = estimator_loss(model, source, cfg, it, device)
+            else:
+                losses = step_loss(model, source, cfg, it, batch, device)
+            opt.zero_grad(set_to_none=True)
+            losses["loss"].backward()
+            opt.step()
+            for k, v in losses.items():
+                running[k] = v.item() if k not in running else 0.9 * running[k] + 0.1 * v.item()
+            it += 1
+            if it % cfg.log_every == 0:
+                log.info("it %d  sr %.5f  estimator %.4f  %.2f s/it", it, running.get("sr", float("nan")),
+                         running["estimator"],
+                         (time.time() - t0) / max(1, it - start))
+            now = time.time()
+            if it % cfg.checkpoint_every == 0 or now - last_save > 60.0 * cfg.checkpoint_minutes or it == end:
+                save_checkpoint(ckpt, model, opt, it, spent + now - t0, cfg)
+                last_save = now
+            if (it % cfg.monitor_every == 0 or it == cfg.iterations) and (dev or val):
+                record(it)
+            if deadline is not None and time.time() > deadline:
+                log.info("chunk time is up at iteration %d", it)
+                break
+    if not ckpt.is_file() or it != start:
+        save_checkpoint(ckpt, model, opt, it, spent + time.time() - t0, cfg)
+    save_weights(model, run / "weights.fp16.pth", it, spent + time.time() - t0, cfg)
+    return ckpt
+
+
+def smoke_config(cfg: AwareTrainConfig) -> AwareTrainConfig:
+    """The same code path at toy sizes (the test suite runs it on CPU with bf16 autocast on)."""
+    cfg.iterations, cfg.estimator_warmup, cfg.warmup = 4, 1, 1
+    cfg.batch_size = cfg.cuda_batch_size = 2
+    cfg.estimator_batch_size = 4
+    cfg.sampler = SamplerConfig(lr_size=16, scale_min=1.0, scale_max=3.0, sample_q=64)
+    cfg.monitor_images, cfg.checkpoint_every = 1, 2
+    cfg.monitor_every = 4
+    cfg.amp = True
+    return cfg
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, help="YAML file with AwareTrainConfig fields")
+    parser.add_argument("--resume", action="store_true", help="continue the run folder's checkpoint")
+    parser.add_argument("--minutes", type=float, default=None, help="stop (checkpoint written) after this long")
+    parser.add_argument("--iterations", type=int, default=None, help="override the config's iterations")
+    parser.add_argument("--stop-at", type=int, default=None, help="stop at this iteration (the schedule keeps "
+                        "the config's length)")
+    parser.add_argument("--run-dir", default=None, help="override the config's run folder")
+    parser.add_argument("--data-root", default=None, help="override the config's training image folder")
+    parser.add_argument("--split", default=None, help="override the config's split of the split file ('none': "
+                        "every image under --data-root; the dev monitor is then off)")
+    parser.add_argument("--val-root", default=None, help="override the config's val image folder")
+    parser.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--init-weights", default=None, help="start from committed chunk weights (fp16 .pth)")
+    parser.add_argument("--smoke", action="store_true", help="4 toy iterations with bf16 autocast, any device: "
+                        "checks the GPU path end to end")
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    cfg = AwareTrainConfig.from_yaml(args.config)
+    for name in ("iterations", "run_dir", "device", "init_weights", "data_root", "val_root"):
+        value = getattr(args, name)
+        if value is not None:
+            setattr(cfg, name, value)
+    if args.split is not None:
+        cfg.split = None if args.split == "none" else args.split
+        if cfg.split is None:
+            cfg.split_file = cfg.dev_split = None
+    if args.smoke:
+        cfg = smoke_config(cfg)
+    path = train(cfg, resume=args.resume, minutes=args.minutes, stop_at=args.stop_at)
+    log.info("checkpoint: %s", path)
+    return 0

@@ -1,0 +1,120 @@
+"""Training of the degradation-aware MLIN: exact resume, the GPU path's smoke mode on CPU, the mixture's
+starting point (a one-hot gate is exactly that expert) and the estimator's targets. Real shipped ONNX
+experts, real PNG files, real torch."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import REPO, smooth_image
+
+torch = pytest.importorskip("torch")
+
+from mlin_qgis.core.errors import ConfigError  # noqa: E402
+from mlin_qgis.ml.degradation import Degradation  # noqa: E402
+from mlin_qgis.ml.estimator import degradation_targets  # noqa: E402
+from mlin_qgis.ml.onnx_import import model_from_onnx  # noqa: E402
+from mlin_qgis.ml.train_aware import AwareTrainConfig, smoke_config, train  # noqa: E402
+
+EXPERTS = {"clean": str(REPO / "models/mlin-edsr-ucmerced"), "robust": str(REPO / "models/mlin-robust-ucmerced"),
+           "sharp": str(REPO / "models/mlin-robust-ucmerced@sharp")}
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("imgs")
+    for i in range(3):
+        (root / "cls").mkdir(exist_ok=True)
+        arr = np.rint(smooth_image(40, 44, seed=i) * 255).astype(np.uint8).transpose(1, 2, 0)
+        Image.fromarray(arr).save(root / "cls" / f"img{i}.png")
+    return root
+
+
+def config(images: Path, run_dir: Path) -> AwareTrainConfig:
+    cfg = smoke_config(AwareTrainConfig(data_root=str(images), split_file=None, split=None, dev_split=None,
+                                        val_root=str(images), experts=EXPERTS, run_dir=str(run_dir), threads=1,
+                                        device="cpu"))
+    cfg.amp = False  # bit-for-bit comparisons run in float32
+    cfg.monitor_images = 0
+    return cfg
+
+
+def state(run_dir: Path) -> dict:
+    return torch.load(run_dir / "checkpoint.pth", map_location="cpu", weights_only=True)
+
+
+def test_resume_continues_bit_for_bit(images: Path, tmp_path: Path) -> None:
+    whole = config(images, tmp_path / "whole")
+    train(whole)
+    halves = config(images, tmp_path / "halves")
+    train(halves, stop_at=2)
+    assert state(tmp_path / "halves")["iteration"] == 2
+    with pytest.raises(ConfigError, match="--resume"):
+        train(halves)  # an existing run is never silently restarted or overwritten
+    train(halves, resume=True)
+    a, b = state(tmp_path / "whole"), state(tmp_path / "halves")
+    assert a["iteration"] == b["iteration"] == 4
+    for key, value in a["state_dict"].items():
+        assert torch.equal(value, b["state_dict"][key]), key
+    moments_a = [s["exp_avg"] for s in a["optimizer"]["state"].values()]
+    moments_b = [s["exp_avg"] for s in b["optimizer"]["state"].values()]
+    assert all(torch.equal(x, y) for x, y in zip(moments_a, moments_b))
+    assert (tmp_path / "halves" / "weights.fp16.pth").is_file()
+
+
+def test_committed_weights_continue_on_a_new_machine(images: Path, tmp_path: Path) -> None:
+    first = config(images, tmp_path / "first")
+    train(first, stop_at=2)
+    weights = tmp_path / "first" / "weights.fp16.pth"
+    again = config(images, tmp_path / "again")
+    again.init_weights = str(weights)
+    from mlin_qgis.ml.train_aware import build
+
+    model = build(again)
+    saved = torch.load(weights, weights_only=True)["state_dict"]
+    for key, value in saved.items():
+        assert torch.equal(model.state_dict()[key], value.float()), key
+
+
+def test_smoke_mode_runs_the_gpu_path_on_cpu(images: Path, tmp_path: Path) -> None:
+    cfg = smoke_config(AwareTrainConfig(data_root=str(images), split_file=None, split=None, dev_split=None,
+                                        val_root=str(images), experts=EXPERTS, run_dir=str(tmp_path / "smoke"),
+                                        threads=1, device="cpu"))
+    assert cfg.amp is True
+    train(cfg)
+    lines = (tmp_path / "smoke" / "monitor.jsonl").read_text().splitlines()
+    assert len(lines) == 2, "a monitor entry at the start and at the end"
+    import json
+
+    last = json.loads(lines[-1])
+    assert last["iteration"] == 4 and np.isfinite(last["sr"])
+    assert all(np.isfinite(v) and v > 10 for v in last["val"].values())
+
+
+def test_one_hot_gate_is_exactly_that_expert(images: Path, tmp_path: Path) -> None:
+    from mlin_qgis.ml.train_aware import build
+
+    model = build(config(images, tmp_path / "x"))
+    lr = torch.rand(1, 3, 20, 22)
+    for k, (name, spec) in enumerate(EXPERTS.items()):
+        folder, _, variant = spec.partition("@")
+        pi = torch.zeros(len(EXPERTS))
+        pi[k] = 1.0
+        mixed = model.single_model(pi).super_resolve(lr, (41, 45))
+        alone = model_from_onnx(folder, variant).super_resolve(lr, (41, 45))
+        assert torch.allclose(mixed, alone, atol=1e-6), name
+
+
+def test_estimator_targets_follow_the_chain() -> None:
+    clean = degradation_targets(Degradation(), 3.0)
+    assert clean.tolist() == [0.0, 0.0, 0.0, 0.0]
+    aliased = degradation_targets(Degradation(kernel="bicubic-aliased"), 3.0)
+    assert aliased[0] == 1.0 and aliased[1:].abs().sum() == 0
+    assert degradation_targets(Degradation(kernel="bicubic-aliased"), 1.0)[0] == 0.0, "nothing aliases at x1"
+    blurred = degradation_targets(Degradation(kernel="bicubic-aliased", blur_sigma=(1.5, 1.5, 0.0)), 3.0)
+    assert blurred[0] == 0.0 and blurred[1] > 0.6, "a blur of half an LR pixel removes the aliasing"
+    jpeg = degradation_targets(Degradation(jpeg_quality=75), 2.0)
+    assert jpeg[3] == pytest.approx(25 / 70)
