@@ -6,7 +6,7 @@ export PYTHONUNBUFFERED := 1
 SHARED ?= ../shared
 DEMO_SCALE ?= 4
 
-.PHONY: setup demo test bench bench-cluster screenshots gpu-check train-robust train-auto fit-router train-mlin train-ablation meta-ablation evaluate export-liif plugin zip deploy qgis_process batch clean
+.PHONY: setup demo test bench bench-aware bench-cluster bench-fidelity screenshots gpu-check train-robust train-aware train-mlin train-ablation meta-ablation evaluate export-liif plugin zip deploy qgis_process batch clean
 
 setup:
 	@bash scripts/setup.sh
@@ -24,12 +24,21 @@ test: setup
 	.venv/bin/mypy
 	$(PY) -m pytest -q -rs tests
 
+## The benchmark table, then the default `auto` and `sr --fidelity` side by side with plain runs.
 bench: setup
 	$(PY) -m bench
+	$(PY) -m bench aware
+	$(PY) -m bench fidelity
+
+bench-aware: setup
+	$(PY) -m bench aware $(ARGS)
 
 ## Single process vs the Dask cluster path on one machine, same 2000x2000 raster at x2 (~20 min on 2 cores).
 bench-cluster: setup
 	$(PY) -m bench cluster $(ARGS)
+
+bench-fidelity: setup
+	$(PY) -m bench fidelity $(ARGS)
 
 ## The README's screenshots (zoom dialog; result next to its input), remade in a real headless QGIS.
 screenshots: setup
@@ -50,28 +59,14 @@ train-robust: setup
 	$(PY) -m mlin_qgis train --config configs/robust_mlin_encoder.yaml
 	$(PY) -m mlin_qgis train --config configs/robust_mlin.yaml
 
-## `--model auto`: the sharp-input decoder, first on the robust model's frozen encoder (~1 h on one CPU
-## thread), then with its encoder fine-tuned in two 1500-iteration phases (~1 h each on 2 threads),
-## shipped as models/mlin-robust-ucmerced/{encoder,decoder}.sharp.onnx, then the router fitted on
-## degraded TRAINING images (its aliasing detector ~15 min, every route run on every sample ~40 min,
-## one thread; both cached under runs/router/).
-train-auto: setup
-	$(PY) -m mlin_qgis train --config configs/robust_sharp_decoder.yaml
-	$(PY) -m mlin_qgis export --ship --variant sharp --checkpoint runs/robust-sharp-decoder/checkpoint.pth \
-	  --out models/mlin-robust-ucmerced --training-data "UC Merced train (1260 images), aliased LR only" \
-	  --hardware "1 CPU thread" --description "LR sampled without an antialiasing filter (sharp, aliasing sensor)"
-	# encoder phases (0.6.2): the encoder fine-tuned too (2e-5, then 1e-4), from the frozen phase's exact shipped weights
-	$(PY) -m mlin_qgis import-onnx --model mlin-robust-ucmerced@sharp --out runs/import/robust-sharp.pth
-	$(PY) -m mlin_qgis train --config configs/robust_sharp_encoder.yaml
-	$(PY) -m mlin_qgis train --config configs/robust_sharp_encoder2.yaml
-	$(PY) -m mlin_qgis export --ship --variant sharp --checkpoint runs/robust-sharp-encoder2/checkpoint.pth \
-	  --out models/mlin-robust-ucmerced --training-data "UC Merced train (1260 images), aliased LR only" \
-	  --hardware "1-2 threads of a 2-core AMD EPYC CPU, no GPU" --description "LR sampled without an antialiasing filter (sharp, aliasing sensor)"
-	$(PY) -m mlin_qgis quantize --model mlin-robust-ucmerced@sharp
-	$(MAKE) fit-router
-
-fit-router: setup
-	$(PY) -m mlin_qgis fit-router --mixing blend --routes clean,sharp,other --jpeg-every 3 --out models/router.json --report docs/results/router.md
+## The default model (`auto`, issue 30): the degradation-aware MLIN (one network, weights mixed per raster
+## from three experts by an estimated degradation code), trained in chunks of at most 90 minutes that resume
+## exactly (runs/aware-mlin/checkpoint.pth); on a fresh machine a chunk continues from the committed weights
+## (configs/aware_mlin.yaml: init_weights). The experts started from 0.7.0's three models (mlin-edsr-ucmerced,
+## mlin-robust-ucmerced and its @sharp variant: `git show dc1a464:models/...`). Then the shipped folder.
+train-aware: setup
+	$(PY) -m mlin_qgis train-aware --config configs/aware_mlin.yaml --resume --minutes 85 $(ARGS)
+	$(PY) -m mlin_qgis export-aware --weights runs/aware-mlin/weights.fp16.pth --out models/mlin-aware-ucmerced
 
 train-ablation: setup
 	$(PY) -m mlin_qgis train --config configs/liif_area_ucmerced.yaml

@@ -1,5 +1,7 @@
 """`python -m bench [--quick | --full]` prints the benchmark table; `python -m bench tune` the engine sweep;
 `python -m bench cluster` the single-process vs Dask cluster table (bench/cluster.py).
+`python -m bench fidelity`: `sr` with and without --fidelity, side by side (bench/fidelity.py).
+`python -m bench aware`: the degradation-aware `auto` against plain single models, side by side (bench/aware.py).
 
 Default (`make bench`): x2/x4/x8, best of 2 rounds, every installed model, the int8-vs-fp32 rows and
 the memory check on MEMORY_DEFAULT (1024² and 3072² at x1.2); about 20 minutes on 2 idle cores, most
@@ -62,6 +64,14 @@ def main(argv: list[str] | None = None) -> int:
         from .cluster import main as cluster_main
 
         return cluster_main(argv[1:])
+    if argv[:1] == ["aware"]:
+        from .aware import main as aware_main
+
+        return aware_main(argv[1:])
+    if argv[:1] == ["fidelity"]:
+        from .fidelity import main as fidelity_main
+
+        return fidelity_main(argv[1:])
     args = _parse(argv)
     threads = args.threads or os.cpu_count() or 1
     import torch

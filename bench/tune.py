@@ -4,13 +4,12 @@ Case: the table's x4 case (LR 64x64 from the bench image -> 65536 queries), plus
 tile (LR 334x334, x2's default tile with its halo) where the decoder's per-call work on the whole
 `proj` (its NCHW -> rows transpose) is paid once per chunk. Every configuration gets its own
 onnxruntime session; rounds run all configurations in turn and the best time is kept, so background
-load hits them alike. Outputs are checked against the shipped graph at the default settings.
+load hits them alike. Outputs are checked against the first configuration of their case.
 
-Graph variants (exported here from the same torch weights, needs torch + onnx):
-- shipped: models/<name>/decoder.onnx as exported by mlin_qgis.ml.export (4 neighbour loop, 3-D)
-- fused: bench/_proto_decoder.fused_query (one Gather, one 2-D tail MLP -> FusedGemm)
-- fused-nhwc: the same with proj channels-last (the encoder would emit (1, h, w, C))
-- channels-first: codes gathered from proj's (C, h*w) rows, tail MLP as 1x1 convolutions (NCHWc)
+The tile case also runs through the engine itself (mlin_qgis.core.engine.SuperResolver.decode_window:
+its CPU chunk and the row band each decoder call gets), so the sweep measures what ships. The decoder
+graph variants once tried here (fused neighbours, channels-last, channels-first) were measured slower
+and removed (docs/PERFORMANCE.md keeps their numbers).
 """
 from __future__ import annotations
 
@@ -25,23 +24,24 @@ from typing import Any
 import numpy as np
 
 from . import flops, inputs
-from ._proto_engine import BandedSession
 from .peak import MatmulPeak, single_thread_cpu_peak
 
 LEVELS = ("disable", "basic", "extended", "all")
+TILE_LR, TILE_ROWS = 334, 24  # the tile case: LR 334x334 at x2, its first 24 output rows (16032 queries)
 
 
 @dataclass
 class Config:
     label: str
-    graph: str  # shipped | fused | fused-nhwc
     chunk: int
     threads: int
     level: str = "all"
     spinning: bool = True
     case: str = "x4"  # x4 | tile
-    band: bool = False  # bench/_proto_engine.BandedSession: each call gets only its LR row band
+    engine: bool = False  # through SuperResolver.decode_window (row band per call), not a bare session
     session: Any = None
+    out_std: Any = None
+    out_mean: Any = None
     best: float = float("inf")
     best_cpu: float = float("inf")
     diff: float | None = None
@@ -73,26 +73,33 @@ def _queries(lr_size: tuple[int, int], out_size: tuple[int, int], n: int | None 
 
 def _run(cfg: Config, proj: np.ndarray, coord: np.ndarray, cell: np.ndarray) -> tuple[float, float, np.ndarray]:
     """Wall and process CPU seconds of one pass. With 1 thread and a busy machine, CPU seconds are
-    the steadier A/B measure (time sliced away is not counted); wall is what a user waits."""
-    feed_proj = proj.transpose(0, 2, 3, 1).copy() if cfg.graph.endswith("nhwc") else proj
+    the steadier A/B measure (time sliced away is not counted); wall is what a user waits. The tile
+    case returns colours (3, rows, cols) as the engine does (rgb * output_std + output_mean, unclipped),
+    so bare sessions and the engine compare bit for bit."""
     c0, t0 = time.process_time(), time.perf_counter()
-    parts = [cfg.session.run(["rgb"], {"proj": feed_proj, "coord": coord[a:a + cfg.chunk], "cell": cell[a:a + cfg.chunk]})[0]
+    if cfg.engine:
+        size = (2 * TILE_LR, 2 * TILE_LR)
+        out = cfg.session.decode_window(proj, (0, 0), (TILE_LR, TILE_LR), size, (0, TILE_ROWS), (0, size[1]),
+                                        clip=False)[0]
+        return time.perf_counter() - t0, time.process_time() - c0, out
+    parts = [cfg.session.run(["rgb"], {"proj": proj, "coord": coord[a:a + cfg.chunk], "cell": cell[a:a + cfg.chunk]})[0]
              for a in range(0, len(coord), cfg.chunk)]
-    return time.perf_counter() - t0, time.process_time() - c0, np.concatenate(parts)
+    dt, cpu, rgb = time.perf_counter() - t0, time.process_time() - c0, np.concatenate(parts)
+    if cfg.case == "tile":
+        rgb = rgb.reshape(TILE_ROWS, -1, 3).transpose(2, 0, 1) * cfg.out_std + cfg.out_mean
+    return dt, cpu, rgb
 
 
 def configs(cores: int, chunks: list[int]) -> list[Config]:
-    out = [Config(f"{g} chunk {c}", g, c, cores) for g in ("shipped", "fused") for c in chunks]
+    out = [Config(f"chunk {c}", c, cores) for c in chunks]
     best = 4096 if 4096 in chunks else chunks[len(chunks) // 2]  # the knobs below are tried at this chunk
-    out += [Config(f"{g} chunk {best}", g, best, cores) for g in ("fused-nhwc", "channels-first")]
     if cores > 1:
-        out += [Config(f"shipped chunk {best}, 1 thread", "shipped", best, 1)]
-    out += [Config(f"shipped chunk {best}, opt {lv}", "shipped", best, cores, level=lv) for lv in LEVELS[:-1]]
-    out += [Config(f"shipped chunk {best}, no spinning", "shipped", best, cores, spinning=False)]
-    out += [Config(f"tile 334x334: {g} chunk {c}" + (" + row band" if band else ""), g, c, cores,
-                   case="tile", band=band)
-            for g, band in (("shipped", False), ("shipped", True), ("fused", True), ("fused-nhwc", False))
-            for c in (4096, 16384)]
+        out += [Config(f"chunk {best}, 1 thread", best, 1)]
+    out += [Config(f"chunk {best}, opt {lv}", best, cores, level=lv) for lv in LEVELS[:-1]]
+    out += [Config(f"chunk {best}, no spinning", best, cores, spinning=False)]
+    out += [Config(f"tile {TILE_LR}x{TILE_LR}: " + ("engine (row band per call)" if engine else "whole proj per call")
+                   + f", chunk {c}", c, cores, case="tile", engine=engine)
+            for engine in (False, True) for c in (4096, 16384)]
     return out
 
 
@@ -109,7 +116,8 @@ def main(argv: list[str]) -> int:
     args = p.parse_args(argv)
     import torch
 
-    from ._proto_decoder import VARIANTS, export_decoder
+    from mlin_qgis.core.card import ModelCard
+    from mlin_qgis.core.engine import SuperResolver
 
     cores = os.cpu_count() or 1
     torch.set_num_threads(cores)
@@ -120,23 +128,25 @@ def main(argv: list[str]) -> int:
         tmp = Path(tmp)
         model = inputs.find_models([args.model], shared, {}, tmp)[0]
         dec = model.torch_model.decoder
-        paths = {"shipped": model.onnx_dir / "decoder.onnx"}
-        paths.update({v: export_decoder(dec, tmp / f"{v}.onnx", model.card, v) for v in VARIANTS})
+        card = ModelCard.from_dict(model.card)
+        out_std = np.asarray(card.output_std, np.float32).reshape(3, 1, 1)
+        out_mean = np.asarray(card.output_mean, np.float32).reshape(3, 1, 1)
         image = inputs.load_bench_image(shared)
-        enc = _session(model.onnx_dir / "encoder.onnx", Config("enc", "", 0, cores))
+        enc = _session(model.onnx_dir / "encoder.onnx", Config("enc", 0, cores))
         norm = lambda x: ((x - 0.5) / 0.5).astype(np.float32)[None]  # noqa: E731  (cards use 0.5/0.5)
         lr4 = inputs.make_lr(image.hr, 4)
-        big = np.tile(image.hr, (1, 2, 2))[:, :334, :334]
+        big = np.tile(image.hr, (1, 2, 2))[:, :TILE_LR, :TILE_LR]
         cases = {
             "x4": (enc.run(["proj"], {"image": norm(lr4)})[0], *_queries((64, 64), (256, 256))),
-            "tile": (enc.run(["proj"], {"image": norm(big)})[0], *_queries((334, 334), (668, 668), 16384)),
+            "tile": (enc.run(["proj"], {"image": norm(big)})[0],
+                     *_queries((TILE_LR, TILE_LR), (2 * TILE_LR, 2 * TILE_LR), TILE_ROWS * 2 * TILE_LR)),
         }
         todo = [c for c in configs(args.threads or cores, [int(v) for v in args.chunks.split(",")])
                 if not args.only or any(o in c.label for o in args.only.split("|"))]
         for c in todo:
-            c.session = _session(paths[c.graph], c)
-            if c.band:
-                c.session = BandedSession(c.session)
+            c.out_std, c.out_mean = out_std, out_mean
+            c.session = SuperResolver(model.onnx_dir, device="cpu", threads=c.threads, chunk=c.chunk) if c.engine \
+                else _session(model.onnx_dir / "decoder.onnx", c)
         reference: dict[str, np.ndarray] = {}
         peak = MatmulPeak()
         for rnd in range(args.rounds + 1):  # round 0 is the warm-up

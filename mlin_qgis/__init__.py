@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .core.version import __version__  # noqa: F401  (the one literal lives in core/version.py)
+
 if TYPE_CHECKING:  # pragma: no cover - typing only, never imported at run time
     from .plugin import MlinPlugin
-
-__version__ = "0.7.0"  # keep equal to metadata.txt's version (tests/test_plugin_load.py checks it)
 
 
 def classFactory(iface: Any) -> "MlinPlugin":  # noqa: N802 - name imposed by QGIS

@@ -1,4 +1,4 @@
-"""Command line: `python -m mlin_qgis {sr,batch,train,train-aware,evaluate,export,import-onnx,quantize,fit-router} ...`.
+"""Command line: `python -m mlin_qgis {sr,batch,train,train-aware,evaluate,export,export-aware,import-onnx,quantize} ...`.
 
 Each subcommand lives in its own module exposing `add_arguments(parser)` and `run(args) -> int`;
 torch-based ones are imported only when chosen, so `sr` works with numpy, GDAL and onnxruntime alone."""
@@ -17,9 +17,9 @@ SUBCOMMANDS = {
                     "resumable in chunks"),
     "evaluate": ("mlin_qgis.ml.evaluate", "PSNR/SSIM of checkpoints against bicubic, whole-image protocol"),
     "export": ("mlin_qgis.ml.export", "export a checkpoint to the encoder/decoder ONNX pair"),
+    "export-aware": ("mlin_qgis.ml.export_aware", "export a degradation-aware model (train-aware) to its model folder"),
     "import-onnx": ("mlin_qgis.ml.onnx_import", "read a shipped ONNX pair back into a training checkpoint (.pth)"),
     "quantize": ("mlin_qgis.ml.quantize", "write a model's int8 decoder (decoder.int8.onnx) for --precision int8"),
-    "fit-router": ("mlin_qgis.ml.router_fit", "fit the router that `--model auto` uses, on degraded training images"),
 }
 
 
@@ -32,21 +32,19 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not argv or argv[0] not in SUBCOMMANDS:
         parser.print_help() if not argv or argv[0] in ("-h", "--help") else parser.parse_args(argv)
         return 0 if argv and argv[0] in ("-h", "--help") else 2
-    module_name, help_text = SUBCOMMANDS[argv[0]]
-    module = importlib.import_module(module_name)
-    cmd = argparse.ArgumentParser(prog=f"python -m mlin_qgis {argv[0]}", description=help_text)
-    module.add_arguments(cmd)
-    args = cmd.parse_args(argv[1:])
-    from mlin_qgis.core.errors import MlinError
+    command = argv[0]
+    module_name, help_text = SUBCOMMANDS[command]
 
-    try:
-        return int(module.run(args))
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except MlinError as exc:  # a user error: one line; anything else is a bug and keeps its traceback
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    def work() -> int:
+        module = importlib.import_module(module_name)
+        cmd = argparse.ArgumentParser(prog=f"python -m mlin_qgis {command}", description=help_text)
+        module.add_arguments(cmd)
+        return int(module.run(cmd.parse_args(argv[1:])))
+
+    # Every way out (user error, missing package, Ctrl-C, bug) is one line on stderr: core/exits.py.
+    from mlin_qgis.core.exits import run_guarded
+
+    return run_guarded(work, command)
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ def shipped_models() -> Tuple[Any, ...]:
     from .core.models import available_models
 
     try:
-        auto = auto_entry()  # `auto` first when the router and its models are installed
+        auto = auto_entry()  # `auto` first when the degradation-aware model is installed
         return tuple(([auto] if auto is not None else []) + available_models())
     except (MlinError, OSError):
         return ()

@@ -6,6 +6,9 @@ import logging
 from qgis.core import Qgis, QgsMessageLog
 
 TAG = "MLIN"
+# Every module logs under its own __name__ (mlin_qgis.core.pipeline, ...); the handler sits on their
+# common parent, the package's logger, so it sees them all.
+PACKAGE_LOGGER = __name__.split(".")[0]
 _LEVELS = ((logging.ERROR, Qgis.Critical), (logging.WARNING, Qgis.Warning), (logging.NOTSET, Qgis.Info))
 
 
@@ -22,7 +25,7 @@ class QgisLogHandler(logging.Handler):
 
 def install() -> QgisLogHandler:
     """Attach a handler to the `mlin_qgis` logger once (a plugin reload reuses it)."""
-    logger = logging.getLogger("mlin_qgis")
+    logger = logging.getLogger(PACKAGE_LOGGER)
     for handler in logger.handlers:
         if isinstance(handler, QgisLogHandler):
             return handler
@@ -34,6 +37,6 @@ def install() -> QgisLogHandler:
 
 
 def uninstall() -> None:
-    logger = logging.getLogger("mlin_qgis")
+    logger = logging.getLogger(PACKAGE_LOGGER)
     for handler in [h for h in logger.handlers if isinstance(h, QgisLogHandler)]:
         logger.removeHandler(handler)

@@ -18,8 +18,7 @@ import torch
 from osgeo import gdal
 from PIL import Image, ImageDraw
 
-from mlin_qgis.core.blend import open_engine
-from mlin_qgis.core.engine import SuperResolver
+from mlin_qgis.core.engine import SuperResolver, open_engine
 from mlin_qgis.core.pipeline import auto_decision
 from mlin_qgis.ml.artefacts import artefact_scores
 from mlin_qgis.ml.resize import resize_bicubic

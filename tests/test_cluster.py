@@ -109,20 +109,6 @@ def test_cluster_output_equals_single_process(cluster, tiny_model: Path, tmp_pat
     assert not parts_folder(result.output_path).exists(), "parts are removed once the output is assembled"
 
 
-def test_cluster_runs_a_blend_of_models_like_one_process(cluster, tiny_model_factory, tmp_path: Path) -> None:
-    """A blend spec (what a blending `auto` runs) travels to the workers by name: each rebuilds the
-    same weighted blend, and the assembled raster equals the single-process one."""
-    from mlin_qgis.core.blend import blend_spec
-
-    spec = blend_spec([(str(tiny_model_factory(seed=5)), 0.6), (str(tiny_model_factory(seed=6)), 0.4)])
-    inp = rgb_raster(tmp_path / "in.tif", 64, 80)
-    single = superresolve(request(inp, tmp_path / "single.tif", spec))
-    with session_for(cluster, block_px=64) as session:
-        result = superresolve_on_cluster(request(inp, tmp_path / "cluster.tif", spec), session)
-    assert result.blocks > 1
-    assert_same_raster(single.output_path, result.output_path)
-
-
 def test_cluster_with_shipped_default_model_equals_single_process(cluster, tmp_path: Path) -> None:
     inp = rgb_raster(tmp_path / "in.tif", 64, 80)
     single = superresolve(SuperResolveRequest(inp, tmp_path / "single.tif", 2.5, threads=1))
@@ -130,7 +116,7 @@ def test_cluster_with_shipped_default_model_equals_single_process(cluster, tmp_p
         result = superresolve_on_cluster(SuperResolveRequest(inp, tmp_path / "cluster.tif", 2.5, tile_size=24), session)
     assert result.blocks > 1
     assert_same_raster(single.output_path, result.output_path)
-    # no model named: `auto` (when its router is installed) picks on the driver, once, the same as here
+    # no model named: `auto` reads the raster's code on the driver, once; the workers run that code's weights
     assert result.route == single.route and result.model == single.model
     from mlin_qgis.core.auto import auto_available
 
@@ -323,9 +309,9 @@ def test_scheduler_without_workers_or_with_other_versions_is_refused(cluster, mo
         with pytest.raises(ConfigError, match="has no workers"):
             ClusterSession(ClusterConfig(address=empty.scheduler_address, connect_timeout_s=1)).__enter__()
         assert time.perf_counter() - start < 15
-    import mlin_qgis
+    from mlin_qgis.core import version
 
-    monkeypatch.setattr(mlin_qgis, "__version__", "0.0.0-other")  # this driver now differs from the workers
+    monkeypatch.setattr(version, "__version__", "0.0.0-other")  # this driver now differs from the workers
     with pytest.raises(ConfigError, match=r"2 worker\(s\) run another mlin-qgis than this 0.0.0-other"):
         session_for(cluster).__enter__()
 

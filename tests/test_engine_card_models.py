@@ -7,13 +7,26 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from osgeo import gdal
 
-from conftest import TINY_CARD
+from conftest import REPO, TINY_CARD, smooth_image
 from mlin_qgis.core.card import REQUIRED_FIELDS, ModelCard
 from mlin_qgis.core.engine import SuperResolver, cuda_offered
 from mlin_qgis.core.errors import MlinError
-from mlin_qgis.core.models import DEFAULT_MODEL, ENV_MODELS_DIR, available_models, resolve_model
+from mlin_qgis.core.models import (
+    DEFAULT_MODEL,
+    ENV_MODELS_DIR,
+    VARIANT_SEP,
+    available_models,
+    decoder_file,
+    decoder_variants,
+    is_model_dir,
+    resolve_model,
+)
+from mlin_qgis.core.pipeline import SuperResolveRequest, superresolve
 from mlin_qgis.core.tiling import HALO_EXTRA, halo_for
+
+SHIPPED = REPO / "models"
 
 
 def test_card_from_onnx_reads_every_field(tiny_model: Path) -> None:
@@ -57,9 +70,53 @@ def test_card_bad_values_are_refused(change: dict, words: str) -> None:
         ModelCard.from_dict(dict(TINY_CARD, **change))
 
 
-def test_required_fields_cover_the_engine_needs() -> None:
-    for key in ("input_mean", "output_std", "receptive_field", "hard_max_scale", "recommended_max_scale"):
-        assert key in REQUIRED_FIELDS
+def _shipped_models() -> list[tuple[Path, str | None, str]]:
+    """(folder, variant, precision) of every model shipped in models/: each folder, each decoder variant,
+    each int8 decoder present."""
+    out: list[tuple[Path, str | None, str]] = []
+    for folder in sorted(p for p in SHIPPED.iterdir() if p.is_dir() and is_model_dir(p)):
+        for variant in [None, *decoder_variants(folder)]:
+            out += [(folder, variant, precision) for precision in ("fp32", "int8")
+                    if (folder / decoder_file(variant, precision)).is_file()]
+    return out
+
+
+def test_the_default_model_is_shipped() -> None:
+    assert (SHIPPED / DEFAULT_MODEL, None, "fp32") in _shipped_models()
+
+
+@pytest.mark.parametrize("folder, variant, precision", _shipped_models(),
+                         ids=lambda v: v.name if isinstance(v, Path) else str(v))
+def test_every_shipped_model_opens_has_a_sound_card_and_runs_a_raster(folder: Path, variant: str | None,
+                                                                       precision: str, make_raster,
+                                                                       tmp_path: Path) -> None:
+    """What a user gets from models/: the pair opens, both files carry a card with every field, the card
+    survives a JSON round trip and its scale limits are ordered, and a small real GeoTIFF comes out as an
+    enlargement of itself (block means of the output match the input's; a broken, constant, offset or
+    channel-swapped model fails)."""
+    spec = f"{folder}{VARIANT_SEP}{variant}" if variant else str(folder)
+    engine = SuperResolver(spec, device="cpu", threads=1, precision=precision)
+    card = engine.card
+    for path in engine.files:
+        on_file = ModelCard.from_onnx(path).to_dict()
+        assert [k for k in REQUIRED_FIELDS if on_file.get(k) in (None, "")] == [], path
+    assert ModelCard.from_json(card.to_json()) == card
+    assert 1.0 <= card.trained_scale_min <= card.trained_scale_max <= card.hard_max_scale
+    assert 1.0 < card.recommended_max_scale <= card.hard_max_scale and card.bands == 3
+    assert engine.halo == halo_for(card.receptive_field) and card.description
+
+    lr = np.rint(smooth_image(20, 24) * 255).astype(np.uint8)
+    out_path = tmp_path / "out.tif"
+    scale = min(2.5, card.recommended_max_scale)
+    result = superresolve(SuperResolveRequest(make_raster(lr), out_path, scale, model=spec, device="cpu",
+                                              threads=1, precision=precision))
+    assert (result.height, result.width) == (50, 60)
+    out = gdal.Open(str(out_path)).ReadAsArray().astype(np.float64)
+    assert out.shape == (3, 50, 60)
+    blocks_out = out.reshape(3, 10, 5, 12, 5).mean(axis=(2, 4))  # the same 10 x 12 footprints on both grids
+    blocks_in = lr.astype(np.float64).reshape(3, 10, 2, 12, 2).mean(axis=(2, 4))
+    assert np.abs(blocks_out - blocks_in).mean() < 8.0  # DN; a constant image is ~26 DN off, swapped channels ~30
+    assert out.std() > 0.8 * lr.std()  # not washed out
 
 
 def test_corrupt_onnx_is_not_an_mlin_model(tiny_model: Path, tmp_path: Path) -> None:

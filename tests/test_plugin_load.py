@@ -65,21 +65,6 @@ def test_icon_is_a_valid_svg(qgis_app) -> None:
     assert renderer.defaultSize().width() == 64
 
 
-def test_package_imports_without_qgis_and_plugin_import_is_lazy() -> None:
-    """`import mlin_qgis` and its core must not pull in qgis or torch (CLI, core users, QGIS load time)."""
-    code = textwrap.dedent("""
-        import sys, json
-        import mlin_qgis, mlin_qgis.core, mlin_qgis.core.models, mlin_qgis.dependencies
-        print(json.dumps({"qgis": any(m == "qgis" or m.startswith("qgis.") for m in sys.modules),
-                          "torch": "torch" in sys.modules, "onnxruntime": "onnxruntime" in sys.modules,
-                          "classFactory": callable(mlin_qgis.classFactory)}))
-    """)
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert result == {"qgis": False, "torch": False, "onnxruntime": False, "classFactory": True}
-
-
 def test_plugin_modules_do_not_import_torch_or_onnxruntime_at_load(qgis_app) -> None:
     """Loading the plugin's QGIS modules (what QGIS does at start) stays light: no torch, no onnxruntime."""
     code = textwrap.dedent("""

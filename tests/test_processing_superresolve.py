@@ -16,7 +16,7 @@ pytest_plugins = ["qgis_fixtures"]
 
 ALG = "mlin:superresolve"
 PARAMETERS = ["INPUT", "EXTENT", "SCALE", "MODEL", "MODEL_FILE", "BANDS", "ALL_BANDS", "DEVICE", "TILE_SIZE",
-              "ENSEMBLE", "PRECISION", "RESOLUTION", "CLUSTER", "WEIGHTS_MAP", "OUTPUT"]
+              "ENSEMBLE", "PRECISION", "FIDELITY", "INPUT_LOOKS", "RESOLUTION", "CLUSTER", "WEIGHTS_MAP", "OUTPUT"]
 
 
 @pytest.fixture
@@ -357,7 +357,7 @@ def test_precision_int8_runs_the_quantised_decoder_and_refuses_without_one(mlin_
                                                                          tiny_model: Path, tmp_path: Path) -> None:
     from qgis.core import QgsProcessingException
 
-    shipped = Path(__file__).resolve().parents[1] / "models" / "mlin-robust-ucmerced"
+    shipped = Path(__file__).resolve().parents[1] / "models" / "mlin-edsr-ucmerced"
     fp32 = run({"INPUT": str(rgb40), "SCALE": 2, "MODEL_FILE": str(shipped / "encoder.onnx"),
                 "OUTPUT": str(tmp_path / "fp32.tif")})
     int8 = run({"INPUT": str(rgb40), "SCALE": 2, "MODEL_FILE": str(shipped / "encoder.onnx"), "PRECISION": 1,

@@ -24,7 +24,7 @@ from .errors import ConfigError, MlinCancelled, MlinError
 from .models import AUTO_MODEL, decoder_file, resolve_model, spec_variant
 from .pipeline import SuperResolveRequest
 
-log = logging.getLogger("mlin_qgis")
+log = logging.getLogger(__name__)
 
 # What a folder's rasters are recognised by (a damaged .tif must be reported, not skipped, so files
 # are chosen by name, not by whether GDAL can open them).

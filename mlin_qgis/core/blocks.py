@@ -28,10 +28,11 @@ from . import raster_io
 from .card import ModelCard
 from .engine import SuperResolver
 from .errors import MlinError, RasterError
+from .fidelity_report import FidelityReport
 from .pipeline import AtomicOutputs, RowBands, RunPlan, TileWriter, compute_tile, write_mask
 from .tiling import Tile
 
-log = logging.getLogger("mlin_qgis")
+log = logging.getLogger(__name__)
 
 # Output pixels per block side: big enough that a task (seconds to minutes of compute) dwarfs Dask's
 # per-task overhead (~ms) and the part's file overhead, small enough that a 20k x 20k x2 orthophoto
@@ -168,6 +169,7 @@ def run_parameters(plan: RunPlan, source: str, model_files: Sequence[Path], card
         "block_size": block_px,
         "ensemble": plan.ensemble,
         "precision": precision,
+        **({"fidelity": True} if plan.fidelity_reach is not None else {}),  # absent when off: old parts resume
         "model": f"{card.name} {card.version}",
         "model_sha256": model_hash(model_files),
     }
@@ -178,7 +180,8 @@ _PARAMETER_WORDS = {
     "input": "input", "input_stamp": "input file (size/modification time)", "input_size": "input size",
     "scale": "scale (--scale)", "bands": "bands (--bands/--all-bands)", "alpha": "alpha band",
     "window": "area (--extent)", "tile_size": "tile size (--tile-size)", "block_size": "block size (--block-size)",
-    "ensemble": "ensemble (--ensemble)", "precision": "precision (--precision)", "model": "model (--model)", "model_sha256": "model files",
+    "ensemble": "ensemble (--ensemble)", "fidelity": "fidelity (--fidelity)",
+    "precision": "precision (--precision)", "model": "model (--model)", "model_sha256": "model files",
 }
 
 
@@ -342,8 +345,9 @@ def read_part(path: Path, plan: RunPlan) -> tuple[np.ndarray, np.ndarray | None]
 
 
 def assemble(plan: RunPlan, card: ModelCard, manifest: Manifest, blocks: Sequence[Block],
-             progress: Callable[[float, str], None] | None = None) -> None:
-    """Copy every block's part into the final output (atomic: it appears only when complete). A part
+             progress: Callable[[float, str], None] | None = None) -> FidelityReport | None:
+    """Copy every block's part into the final output (atomic: it appears only when complete); returns
+    the output's fidelity report. A part
     whose checksum no longer matches is dropped from the manifest and the run fails, naming it; the
     rerun recomputes just that block."""
     with AtomicOutputs(plan, card) as outputs:
@@ -351,8 +355,11 @@ def assemble(plan: RunPlan, card: ModelCard, manifest: Manifest, blocks: Sequenc
         # whole rows of GeoTIFF blocks, each written once and flushed (flat memory, as in the single path);
         # the lambdas look the dataset up on ``outputs``, so no reference outlives commit's close
         width = outputs.dst.RasterXSize
-        values = RowBands(lambda a, y: raster_io.write_window(outputs.dst, a, 0, y), outputs.dst.RasterCount, width,
-                          plan.info.dtype.numpy_dtype)
+        def write_values(a: np.ndarray, y: int) -> None:
+            outputs.meter.feed(a, y)  # the fidelity report sees the same rows as in the single path
+            raster_io.write_window(outputs.dst, a, 0, y)
+
+        values = RowBands(write_values, outputs.dst.RasterCount, width, plan.info.dtype.numpy_dtype)
         mask_rows = RowBands(lambda a, y: write_mask(outputs.dst, a[0], 0, y), 1, width, np.dtype(np.uint8)) \
             if plan.per_dataset_mask else None
         for k, block in enumerate(blocks):
@@ -378,3 +385,4 @@ def assemble(plan: RunPlan, card: ModelCard, manifest: Manifest, blocks: Sequenc
         if mask_rows is not None:
             mask_rows.complete_to(None)
         outputs.commit(progress)
+    return outputs.fidelity

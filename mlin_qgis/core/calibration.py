@@ -21,7 +21,7 @@ import numpy as np
 from .engine import CPU, CUDA, SuperResolver, cuda_offered
 from .models import DECODER_FILE, ENCODER_FILE, resolve_model
 
-log = logging.getLogger("mlin_qgis")
+log = logging.getLogger(__name__)
 
 CALIBRATION_LR = 64  # LR pixels per side of the timed encode
 CALIBRATION_OUT = 96  # output pixels per side of the timed decode (at x1.5)

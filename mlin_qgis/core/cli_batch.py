@@ -15,9 +15,6 @@ from typing import Any
 
 from .batch import DONE, SKIPPED, find_inputs, run_batch
 from .cli_sr import (
-    EXIT_BAD_INPUT,
-    EXIT_CANCELLED,
-    EXIT_OK,
     CancelOnSigint,
     ProgressBar,
     add_cluster_arguments,
@@ -26,7 +23,8 @@ from .cli_sr import (
     request_from_args,
 )
 from .cli_sr import say as _say
-from .errors import MlinCancelled, MlinError
+from .errors import MlinError
+from .exits import EXIT_BAD_INPUT, EXIT_OK, exit_code
 from .pipeline import superresolve
 
 
@@ -46,8 +44,7 @@ def run(args: Any) -> int:
     try:
         inputs = find_inputs(args.inputs)
     except MlinError as exc:
-        say(f"error: {exc}")
-        return EXIT_BAD_INPUT
+        return exit_code(exc, say, "batch")
     out_folder = Path(args.out_folder).expanduser()
     say(f"{len(inputs)} raster(s) from {args.inputs} into {out_folder}")
     try:
@@ -66,15 +63,9 @@ def run(args: Any) -> int:
 
             result = run_batch(inputs, out_folder, lambda src, out: request_from_args(args, src, out), run_one, say,
                                overwrite=bool(getattr(args, "restart", False)))
-    except MlinCancelled as exc:
-        say(str(exc))
-        return EXIT_CANCELLED
-    except KeyboardInterrupt:
-        say("interrupted; outputs already written are kept: rerun the same command to continue.")
-        return EXIT_CANCELLED
-    except MlinError as exc:
-        say(f"error: {exc}")
-        return EXIT_BAD_INPUT
+    except (MlinError, KeyboardInterrupt) as exc:  # a bug goes on to the entry point, which logs it
+        return exit_code(exc, say, "batch",
+                         "interrupted; outputs already written are kept: rerun the same command to continue.")
     say(f"{result.count(DONE)} written, {result.count(SKIPPED)} skipped (already complete), "
         f"{len(result.failed)} failed")
     for item in result.failed:

@@ -1,6 +1,7 @@
 """`python -m mlin_qgis sr INPUT OUTPUT --scale S ...`: the command-line front of the pipeline.
 
-Exit codes: 0 done, 2 bad input or unusable model (MlinError), 130 cancelled (Ctrl-C). The first
+Exit codes (core/exits.py): 0 done, 2 bad input or unusable model (MlinError), 130 cancelled (Ctrl-C),
+1 a bug (one line naming the log file that holds the traceback). The first
 Ctrl-C asks the run to stop after the current tile; a second one stops at once. Either way the
 partial output is removed. The progress bar is plain text on stderr (no tqdm in the core).
 """
@@ -12,10 +13,14 @@ import sys
 import time
 from typing import Any, TextIO
 
-from .errors import MlinCancelled, MlinError
-from .pipeline import SuperResolveRequest, estimate, superresolve
-
-EXIT_OK, EXIT_BAD_INPUT, EXIT_CANCELLED = 0, 2, 130
+from . import raster_io
+from .aware import LOOKS, LOOKS_HELP
+from .errors import MlinError
+from .exits import EXIT_BAD_INPUT as EXIT_BAD_INPUT
+from .exits import EXIT_CANCELLED as EXIT_CANCELLED
+from .exits import EXIT_OK, exit_code
+from .limits import output_grid
+from .pipeline import SuperResolveRequest, check_scale, estimate, superresolve
 
 
 def _bands(text: str) -> list[int]:
@@ -36,7 +41,7 @@ def _extent(text: str) -> list[float]:
 
 
 def _installed_models_help() -> str:
-    """'auto (default): ...; name: when to use it; ...' from the router and the installed models' cards."""
+    """'auto (default): ...; name: when to use it; ...' from the installed models' cards."""
     from .auto import AUTO_DESCRIPTION, auto_available
     from .models import available_models
 
@@ -69,6 +74,7 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scale", required=True, help="enlargement factor > 1, any real number (e.g. 2.5)")
     parser.add_argument("--model", default=None, help="installed model name, model folder or .onnx path; "
                         "installed: " + _installed_models_help())
+    parser.add_argument("--input-looks", default="auto", choices=["auto", *LOOKS], help=LOOKS_HELP)
     parser.add_argument("--bands", type=_bands, default=None,
                         help="3 band numbers fed as R,G,B (e.g. 4,3,2) or 1 band (grey); default: the "
                              "Red/Green/Blue bands, else 1,2,3")
@@ -89,6 +95,10 @@ def add_options(parser: argparse.ArgumentParser) -> None:
                              "super-resolved, snapped to input pixels; it equals the same window of a whole run")
     parser.add_argument("--extent-crs", default=None, metavar="CRS", help="CRS of --extent, e.g. EPSG:4326")
     parser.add_argument("--cog", action="store_true", help="write a Cloud Optimized GeoTIFF")
+    parser.add_argument("--fidelity", action="store_true",
+                        help="radiometric fidelity: correct the output so that its area average over each input "
+                             "pixel gives back that pixel, per band (minimum change; saturated pixels are "
+                             "counted); the FIDELITY report is written for every output either way")
     parser.add_argument("--compress", default="DEFLATE", choices=["DEFLATE", "ZSTD", "LZW", "NONE"],
                         help="GeoTIFF compression (default DEFLATE with a predictor, which every GIS tool reads; "
                              "ZSTD is smaller and faster where readers support it)")
@@ -179,7 +189,8 @@ def request_from_args(args: Any, input_path: Any, output_path: Any) -> SuperReso
         all_bands=bool(getattr(args, "all_bands", False)), threads=getattr(args, "threads", None),
         ensemble=int(getattr(args, "ensemble", 1) or 1), compression=getattr(args, "compress", "DEFLATE"),
         extent=getattr(args, "extent", None), extent_crs=getattr(args, "extent_crs", None),
-        precision=getattr(args, "precision", "fp32") or "fp32")
+        precision=getattr(args, "precision", "fp32") or "fp32", fidelity=bool(getattr(args, "fidelity", False)),
+        input_looks=getattr(args, "input_looks", "auto") or "auto")
 
 
 def cluster_config(args: Any) -> Any:
@@ -198,6 +209,9 @@ def run_cluster(args: Any) -> int:
     from .cluster import ClusterSession, superresolve_on_cluster
 
     request = request_from_args(args, args.input, args.output)
+    code = guarded(lambda: check_size(request), "interrupted.")[1]
+    if code != EXIT_OK:
+        return code
 
     def work() -> Any:
         with CancelOnSigint("block") as cancel, ClusterSession(cluster_config(args)) as session:
@@ -212,18 +226,18 @@ def run_cluster(args: Any) -> int:
 
 
 def guarded(work: Any, interrupted: str) -> tuple[Any, int]:
-    """(work(), EXIT_OK), or (None, exit code) after saying why it stopped."""
+    """(work(), EXIT_OK), or (None, exit code) after saying why it stopped (a user error or Ctrl-C; a
+    bug goes on to the entry point, which logs its traceback)."""
     try:
         return work(), EXIT_OK
-    except MlinCancelled as exc:
-        say(str(exc))
-        return None, EXIT_CANCELLED
-    except KeyboardInterrupt:
-        say(interrupted)
-        return None, EXIT_CANCELLED
-    except MlinError as exc:
-        say(f"error: {exc}")
-        return None, EXIT_BAD_INPUT
+    except (MlinError, KeyboardInterrupt) as exc:
+        return None, exit_code(exc, say, "sr", interrupted)
+
+
+def check_size(request: SuperResolveRequest) -> None:
+    """Refuse an output too large to make (core/limits.py) before the estimate or the run plan it."""
+    src = raster_io.open_raster(request.input_path)
+    output_grid((src.RasterYSize, src.RasterXSize), check_scale(request.scale))
 
 
 def report(result: Any, lines: list[tuple[str, str]]) -> None:
@@ -238,6 +252,8 @@ def report(result: Any, lines: list[tuple[str, str]]) -> None:
     print(f"output:   {result.output_path} ({result.width} x {result.height} px, "
           f"scale x{result.scale_x:.4g} / y{result.scale_y:.4g})")
     print(f"time:     {result.seconds:.2f} s ({result.mpx_per_s:.3f} Mpx/s)")
+    if getattr(result, "fidelity", None) is not None:
+        print(f"fidelity: {result.fidelity.describe()} (area average of the output - input, input units)")
 
 
 def run(args: Any) -> int:
@@ -245,6 +261,9 @@ def run(args: Any) -> int:
     if getattr(args, "cluster", None):
         return run_cluster(args)
     request = request_from_args(args, args.input, args.output)
+    code = guarded(lambda: check_size(request), "interrupted.")[1]
+    if code != EXIT_OK:
+        return code
     if request.ensemble > 1:
         say(f"ensemble {request.ensemble}: {request.ensemble} passes, about {request.ensemble}x the time of one pass")
     try:

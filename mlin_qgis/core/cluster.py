@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import raster_io
-from .blend import Engine, open_engine
 from .blocks import (
     DEFAULT_BLOCK_PX,
     MIN_AUTO_BLOCK_PX,
@@ -39,10 +38,12 @@ from .blocks import (
     plan_blocks,
     run_parameters,
 )
+from .engine import Engine, open_engine
 from .errors import ConfigError, MlinCancelled, MlinError
+from .fidelity_report import FidelityReport
 from .pipeline import CancelFn, ProgressFn, RunPlan, SuperResolveRequest, check_free_space, check_scale, estimate_bytes, plan_run
 
-log = logging.getLogger("mlin_qgis")
+log = logging.getLogger(__name__)
 
 INSTALL_HINT = "python -m pip install \"dask[distributed]\""
 POLL_S = 0.25  # how often the driver checks for a cancel while blocks run
@@ -114,7 +115,7 @@ class ClusterSession:
     def _check_workers(self) -> None:
         """At least one worker, and every worker runs this mlin-qgis version (a clear error now beats a
         deserialisation traceback from the first task)."""
-        from mlin_qgis import __version__
+        from .version import __version__
 
         try:
             self.client.wait_for_workers(1, timeout=self.config.connect_timeout_s)
@@ -202,7 +203,7 @@ class ClusterSession:
 # -- what runs on a worker ----------------------------------------------------------------------
 def worker_versions() -> str:
     """mlin-qgis's version on a worker, or what it lacks to run blocks."""
-    from mlin_qgis import __version__
+    from .version import __version__
 
     try:
         import onnxruntime  # noqa: F401
@@ -281,6 +282,7 @@ class ClusterResult:
     timings: dict[str, float] = field(default_factory=dict)  # seconds: plan, blocks, assemble
     block_px: int = 0
     route: str = ""  # what `auto` picked and why
+    fidelity: FidelityReport | None = None  # area average of the output vs the input
 
 
 def superresolve_on_cluster(request: SuperResolveRequest, session: ClusterSession,
@@ -327,8 +329,8 @@ def superresolve_on_cluster(request: SuperResolveRequest, session: ClusterSessio
     _run_blocks(plan, todo, source, folder, engine, request, session, manifest, len(blocks), progress, check_cancel)
     check_cancel()
     computed = time.perf_counter()
-    assemble(plan, engine.card, manifest, blocks,
-             None if progress is None else (lambda f, m: progress(1.0, m)))
+    report = assemble(plan, engine.card, manifest, blocks,
+                      None if progress is None else (lambda f, m: progress(1.0, m)))
     shutil.rmtree(folder, ignore_errors=True)
     seconds = time.perf_counter() - start
     timings = {"plan": planned - start, "blocks": computed - planned, "assemble": start + seconds - computed}
@@ -336,7 +338,7 @@ def superresolve_on_cluster(request: SuperResolveRequest, session: ClusterSessio
     return ClusterResult(plan.output_path, out_w, out_h, sx, sy, len(blocks), reused, len(todo), seconds,
                          out_w * out_h / 1e6 / max(seconds, 1e-9), f"{engine.card.name} {engine.card.version}",
                          session.describe(), list(plan.warnings), f"Dask cluster: {session.describe()}", timings, block_px,
-                         plan.route)
+                         plan.route, report)
 
 
 def _automatic_block_px(plan: RunPlan, folder: Path, restart: bool, threads: int) -> int:

@@ -15,13 +15,14 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .aware import EXPERTS_FILE, code_spec, is_aware_dir, mixed_model_bytes, parse_code_spec
 from .card import ModelCard, _short
-from .devices import DEVICES
+from .devices import DEVICES, import_onnxruntime
 from .errors import MlinError
 from .models import ENCODER_FILE, PRECISIONS, VARIANT_SEP, decoder_file, encoder_file, resolve_model, spec_variant
 from .tiling import halo_for, plan_tiles, query_coords
 
-log = logging.getLogger("mlin_qgis")
+log = logging.getLogger(__name__)
 
 ChunkFn = Callable[[int, int], None]
 
@@ -32,16 +33,6 @@ DEFAULT_CHUNK = 65536  # decoder queries per call on CUDA (big batches keep the 
 # On CPU small calls keep the decoder's intermediates (4 x chunk x 256 floats) in cache, and with the
 # row band (see row_band) a call no longer costs a pass over the whole proj: see docs/PERFORMANCE.md.
 CPU_CHUNK = 4096
-
-
-def import_onnxruntime() -> Any:
-    """Import onnxruntime on first use, with an actionable message when it is missing."""
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        raise MlinError("onnxruntime is not installed in this Python; install it with "
-                        "`pip install onnxruntime` (or onnxruntime-gpu for NVIDIA GPUs).") from None
-    return ort
 
 
 def cuda_offered() -> bool:
@@ -77,10 +68,21 @@ class SuperResolver:
             raise MlinError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}.")
         if self.config.chunk is not None and self.config.chunk < 1:
             raise MlinError(f"chunk must be >= 1, got {chunk}.")
-        self.model_dir: Path = resolve_model(model_path)
-        self.variant: str | None = spec_variant(model_path)
-        # What a worker process is given to load the same model (folder, plus @variant when there is one).
+        base, self.code = parse_code_spec(model_path)
+        self.model_dir: Path = resolve_model(base)
+        self.variant: str | None = spec_variant(base)
+        # What a worker process is given to load the same model (folder, plus @variant when there is one,
+        # plus the degradation code a degradation-aware model's weights are mixed for: core/aware.py).
         self.model_spec: str = str(self.model_dir) + (f"{VARIANT_SEP}{self.variant}" if self.variant else "")
+        self._overrides: dict[str, bytes] = {}  # file -> its bytes with mixed weights (aware models)
+        if self.code is not None:
+            if not is_aware_dir(self.model_dir):
+                raise MlinError(f"model {self.model_dir.name} is not degradation-aware (no {EXPERTS_FILE}); "
+                                "leave out the code or --input-looks, or pick a degradation-aware model.")
+            if self.config.precision != "fp32":
+                raise MlinError(f"model {self.model_dir.name} mixes its weights per raster and runs in fp32 only; "
+                                "use precision fp32.")
+            self.model_spec = code_spec(self.model_spec, self.code)
         encoder_path = self.model_dir / encoder_file(self.variant)
         if not encoder_path.is_file():  # a variant decoder on the folder's own encoder
             encoder_path = self.model_dir / ENCODER_FILE
@@ -89,6 +91,9 @@ class SuperResolver:
             raise MlinError(f"model {self.model_dir.name} has no int8 decoder ({decoder_path.name}); make it "
                             f"with `mlin quantize --model {self.model_spec}`, or use precision fp32.")
         self.files: tuple[Path, Path] = (encoder_path, decoder_path)
+        if self.code is not None:  # the files patched with the weights mixed for this code
+            self._overrides = {str(encoder_path): mixed_model_bytes(self.model_dir, encoder_path, self.code, "encoder"),
+                               str(decoder_path): mixed_model_bytes(self.model_dir, decoder_path, self.code, "decoder")}
         self._encoder, self._decoder, self.provider = self._make_sessions(encoder_path, decoder_path)
         if self.config.chunk is None:
             self.config.chunk = DEFAULT_CHUNK if self.provider == CUDA else CPU_CHUNK
@@ -125,7 +130,8 @@ class SuperResolver:
             try:
                 for path in (encoder_path, decoder_path):
                     current = path
-                    sessions.append(ort.InferenceSession(str(path), sess_options=self._session_options(ort),
+                    sessions.append(ort.InferenceSession(self._overrides.get(str(path), str(path)),
+                                                         sess_options=self._session_options(ort),
                                                          providers=providers))
             except Exception as exc:  # corrupt file, foreign graph, or a CUDA set-up failure
                 log.info("onnxruntime could not load %s with %s: %s", current, providers, _short(exc))
@@ -331,11 +337,9 @@ class SuperResolver:
         return upscale_tiled(self, image, out_size, tile_size, clip, ensemble)
 
 
-
 def upscale_tiled(engine: Any, image: np.ndarray, out_size: tuple[int, int], tile_size: int | None,
                   clip: bool, ensemble: int) -> np.ndarray:
-    """``engine.upscale``: the image's tiles through ``engine.super_resolve_window`` (shared by one
-    model and a blend, core/blend.py)."""
+    """``engine.upscale``: the image's tiles through ``engine.super_resolve_window``."""
     image = check_image(image)
     h, w = image.shape[1:]
     oh, ow = check_out_size(out_size)
@@ -392,3 +396,14 @@ def check_out_size(out_size: Any) -> tuple[int, int]:
     if oh < 1 or ow < 1:
         raise MlinError(f"out_size must be positive, got {(oh, ow)}.")
     return oh, ow
+
+
+# What the pipeline, the cluster workers and evaluation run: one model (a degradation-aware model's
+# spec carries its code, so a worker rebuilds exactly the same weights from the spec alone).
+Engine = SuperResolver
+
+
+def open_engine(spec: str | os.PathLike | None, device: str = "auto", threads: int | None = None,
+                precision: str = "fp32") -> SuperResolver:
+    """The engine of a model spec (a name, folder or .onnx path, ``@variant``, ``#code=...``)."""
+    return SuperResolver(spec, device=device, threads=threads, precision=precision)

@@ -1,8 +1,9 @@
 """The one error hierarchy of mlin-qgis: every message names the problem and what to do about it.
 
 Callers (CLI, Processing algorithm, dialog) show ``str(error)`` as is, so messages are complete
-sentences. The CLI catches only :class:`MlinError`: a user error prints one line and exits 2, a bug
-(any other exception) keeps its traceback and exits 1. The subclasses say which part of a request
+sentences. The CLI maps them in one place (``core/exits.py``): a user error prints one line and exits 2,
+a bug (any other exception) prints one line naming a log file that holds its traceback and exits 1.
+The subclasses say which part of a request
 was wrong; those that replace a built-in error keep it as a base, so ``except ValueError`` around
 configuration code still works."""
 from __future__ import annotations

@@ -2,9 +2,8 @@
 
 Models live in ``<repo>/models/<name>/`` (checkout layout) or ``<plugin>/models/<name>/`` (the
 plugin zip); ``MLIN_MODELS_DIR`` (os.pathsep-separated) adds more roots, searched first. The default
-model is ``auto`` (core/router.py: one of the installed models picked per raster from how the raster
-looks) when the router and every model it names are installed, else ``mlin-robust-ucmerced``
-(robust to aliasing and JPEG, see its card) when installed, else the first one by name.
+model is ``auto`` (core/auto.py: the degradation-aware ``mlin-aware-ucmerced``, which reads how each
+raster looks and sets its weights for it) when installed, else the first model by name.
 
 A model folder may hold more than one decoder on its encoder's backbone: ``decoder.onnx`` and
 variants ``decoder.<variant>.onnx`` with their ``encoder.<variant>.onnx`` (the exported encoder ends
@@ -21,8 +20,10 @@ from pathlib import Path
 from .card import ModelCard
 from .errors import MlinError
 
-DEFAULT_MODEL = "mlin-robust-ucmerced"
 AUTO_MODEL = "auto"
+# The degradation-aware model `auto` runs when installed (core/aware.py): one network reading its input.
+AWARE_MODEL = "mlin-aware-ucmerced"
+DEFAULT_MODEL = AWARE_MODEL  # listed first; by name it reads its input like `auto`
 VARIANT_SEP = "@"
 ENCODER_FILE = "encoder.onnx"
 DECODER_FILE = "decoder.onnx"
@@ -35,7 +36,7 @@ ENV_MODELS_DIR = "MLIN_MODELS_DIR"
 @dataclass
 class ModelEntry:
     """One installed model: its name, its folder, its card and the spec that selects it (the
-    folder, ``FOLDER@variant`` for a decoder variant, ``auto`` for the router)."""
+    folder, ``FOLDER@variant`` for a decoder variant, ``auto`` for the default aware model)."""
 
     name: str
     path: Path

@@ -26,18 +26,20 @@ from typing import Callable, Sequence
 import numpy as np
 from osgeo import gdal
 
-from . import raster_io
-from .auto import RouteDecision, auto_members, choose_model, timing_model, wants_auto
-from .blend import Engine, open_engine
+from . import fidelity, raster_io
+from .auto import aware_folder, decide_input_looks, timing_model, wants_auto
+from .aware import CODE_NAMES, InputLooks, check_looks, code_spec
 from .card import ModelCard
-from .engine import CPU, CUDA, check_ensemble, cuda_offered
+from .engine import CPU, CUDA, Engine, check_ensemble, cuda_offered, open_engine
 from .errors import MlinCancelled, MlinError
-from .models import AUTO_MODEL, decoder_file, resolve_model, spec_variant
+from .fidelity_report import FidelityMeter, FidelityReport
+from .limits import output_grid
+from .models import AUTO_MODEL, AWARE_MODEL, decoder_file, resolve_model, spec_variant
 from .normalise import BandStats, StatsConfig, avoid_value, band_stats, dtype_info, from_unit, to_unit
 from .raster_io import BandPlan, RasterInfo
-from .tiling import Tile, clip_tiles, halo_for, nearest_index, out_range, output_size, plan_tiles
+from .tiling import Tile, clip_tiles, halo_for, nearest_index, out_range, plan_tiles
 
-log = logging.getLogger("mlin_qgis")
+log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[float, str], None]
 CancelFn = Callable[[], bool]
@@ -90,6 +92,8 @@ class SuperResolveRequest:
     extent: Sequence[float] | None = None
     extent_crs: str | None = None
     precision: str = "fp32"  # int8: the model's quantised decoder (opt-in; its measured cost is in the docs)
+    fidelity: bool = False  # correct the output so that it averages back to the input (core/fidelity.py)
+    input_looks: str = "auto"  # a degradation-aware model's code: estimated, or named (core/aware.py LOOKS)
 
 
 @dataclass
@@ -107,6 +111,7 @@ class SuperResolveResult:
     model: str = ""
     tiles: int = 0
     route: str = ""  # what `auto` picked and why
+    fidelity: FidelityReport | None = None  # area average of the output vs the input (every output)
 
 
 @dataclass
@@ -297,7 +302,7 @@ def _default_tile(provider: str, scale: float) -> int:
 def _prepare_output(path: Path, info: RasterInfo, plan: BandPlan, size: tuple[int, int],
                     gt: tuple[float, ...] | None, nodata: list[float | None], per_dataset_mask: bool,
                     card: ModelCard, scale: float, compress: str = raster_io.DEFAULT_COMPRESSION,
-                    route: str = "") -> gdal.Dataset:
+                    route: str = "", input_code: Sequence[float] | None = None) -> gdal.Dataset:
     out_h, out_w = size
     groups_rgb = len(plan.groups) == 1 and len(plan.groups[0]) == 3 and \
         [info.color_interp[b - 1] for b in plan.groups[0]] == list(raster_io.RGB_INTERP)
@@ -310,6 +315,8 @@ def _prepare_output(path: Path, info: RasterInfo, plan: BandPlan, size: tuple[in
                      "MLIN_SOURCE": Path(info.path).name})
     if route:  # `auto` picked the model: say so, and why (batch compares MLIN_MODEL_ASKED)
         metadata.update({"MLIN_MODEL_ASKED": AUTO_MODEL, "MLIN_ROUTE": route})
+    if input_code is not None:  # the degradation-aware model's code, the weights it ran with
+        metadata["MLIN_INPUT_CODE"] = " ".join(f"{n}={v:.4f}" for n, v in zip(CODE_NAMES, input_code))
     ds.SetMetadata(metadata)
     for i, src in enumerate(plan.output_bands):
         band = ds.GetRasterBand(i + 1)
@@ -357,6 +364,9 @@ class RunPlan:
     compression: str
     warnings: tuple[str, ...]
     route: str = ""  # what `auto` picked and why ("" when a model was named)
+    input_code: tuple[float, ...] | None = None  # a degradation-aware model's code for this raster
+    # --fidelity: each axis's reach (input pixels solved beyond a tile's own, core/fidelity.py); None: off
+    fidelity_reach: tuple[int, int] | None = None
 
     @property
     def window_size(self) -> tuple[int, int]:
@@ -417,7 +427,8 @@ def plan_run(request: SuperResolveRequest, src: gdal.Dataset,
 
     The cheap checks (paths, bands, options) come first; the model is loaded (``make_engine(spec)``)
     only when they pass, so a typo is reported at once, not after a model load. ``auto`` (or no model,
-    when the router is installed) is resolved here to one concrete model for the whole raster."""
+    when the aware model is installed) is resolved here to that model with ONE code for the whole raster
+    (core/auto.py), carried in the engine spec so cluster workers run the same weights."""
     scale = check_scale(request.scale)
     in_path = Path(request.input_path)
     info = raster_io.describe(src, request.input_path)
@@ -431,17 +442,25 @@ def plan_run(request: SuperResolveRequest, src: gdal.Dataset,
     compression = raster_io.check_compression(request.compression)
     lr_window = extent_window(info, request.extent, request.extent_crs)
     stats = compute_stats(src, info, bands)
-    spec, route = request.model, ""
-    if wants_auto(spec):  # one model or one blend for the whole raster, from how it looks (core/auto.py)
-        decision = choose_model(src, info, bands, stats, lr_window)
-        spec, route = decision.engine_spec, decision.describe()
+    spec, route, input_code = request.model, "", None
+    check_looks(request.input_looks)
+    aware = aware_folder(spec)
+    if aware is not None:  # one code for the whole raster, whatever window is computed (core/aware.py)
+        looks = decide_input_looks(aware, request.input_looks, src, info, bands, stats)
+        spec, input_code = code_spec(str(aware), looks.code), looks.code
+        route = f"{AUTO_MODEL if wants_auto(request.model) else aware.name} -> {aware.name} (input looks: {looks.describe()})"
+    elif request.input_looks not in (None, "", "auto"):
+        raise MlinError(f"--input-looks needs a degradation-aware model ({AWARE_MODEL} or auto); "
+                        f"{request.model} mixes no weights. Leave it out, or choose auto.")
+    elif wants_auto(spec):  # auto without the aware model installed: refused with what to do
+        raise MlinError(f"model '{AUTO_MODEL}' needs {AWARE_MODEL}; choose a model by name.")
     engine = make_engine(spec)
     warnings = check_scale_for_model(scale, engine.card)
     if weights_path is not None and not engine.has_weights:
         raise MlinError(f"model {engine.card.name} does not output mixing weights, so no weights map can be "
                         "written; leave the weights map out.")
 
-    grid_h, grid_w = output_size((info.height, info.width), scale)
+    grid_h, grid_w = output_grid((info.height, info.width), scale)  # refuses outputs too large to make
     sy, sx = grid_h / info.height, grid_w / info.width
     if lr_window is None:
         window = (0, grid_h, 0, grid_w)
@@ -463,7 +482,12 @@ def plan_run(request: SuperResolveRequest, src: gdal.Dataset,
         (info.mask_flags[b - 1] & gdal.GMF_PER_DATASET) and not (info.mask_flags[b - 1] & gdal.GMF_ALPHA)
         for b in bands.data_bands)
     tile_size = tile_size or _default_tile(engine.provider, scale)
-    tiles = plan_tiles((info.height, info.width), (grid_h, grid_w), tile_size, engine.halo)
+    reach = None
+    halo = engine.halo
+    if request.fidelity:  # a tile's solve needs `reach` more inputs, whose outputs need 1 more LR pixel
+        reach = (fidelity.reach(info.height, grid_h), fidelity.reach(info.width, grid_w))
+        halo += max(reach) + 1
+    tiles = plan_tiles((info.height, info.width), (grid_h, grid_w), tile_size, halo)
     if lr_window is not None:
         tiles = clip_tiles(tiles, window[:2], window[2:])
     gt = _scaled_geotransform(info.geotransform, sx, sy)
@@ -475,7 +499,7 @@ def plan_run(request: SuperResolveRequest, src: gdal.Dataset,
                    geotransform=gt, nodata=tuple(nodata),
                    masked=masked, per_dataset_mask=per_dataset_mask, stats=stats, tile_size=tile_size,
                    tiles=tuple(tiles), ensemble=int(request.ensemble), cog=bool(request.cog), compression=compression,
-                   warnings=tuple(warnings), route=route)
+                   warnings=tuple(warnings), route=route, fidelity_reach=reach, input_code=input_code)
     return plan, engine
 
 
@@ -484,9 +508,12 @@ class AtomicOutputs:
     appear only on :meth:`commit` (after the optional COG translation); leaving the ``with`` block by
     any exception, cancel included, removes every temporary file and anything half-renamed."""
 
-    def __init__(self, plan: RunPlan, card: ModelCard) -> None:
+    def __init__(self, plan: RunPlan, card: ModelCard, src: gdal.Dataset | None = None) -> None:
+        """``src``: the open input, for the fidelity report (else the meter opens it itself)."""
         self.plan = plan
         self.card = card
+        self.meter = FidelityMeter(plan, src)  # fed by the writers; its report goes into the metadata
+        self.fidelity: FidelityReport | None = None
         self.tmp_out = _temp_path(plan.output_path)
         self.tmp_weights = _temp_path(plan.weights_path) if plan.weights_path is not None else None
         self.tmp_cog: Path | None = None
@@ -498,7 +525,7 @@ class AtomicOutputs:
         plan = self.plan
         self.dst = _prepare_output(self.tmp_out, plan.info, plan.bands, plan.window_size, plan.geotransform,
                                    list(plan.nodata), plan.per_dataset_mask, self.card, plan.scale, plan.compression,
-                                   plan.route)
+                                   plan.route, plan.input_code)
         if self.tmp_weights is not None:
             out_h, out_w = plan.window_size
             self.wdst = raster_io.create_gtiff(self.tmp_weights, out_w, out_h, 1, _FLOAT32,
@@ -512,6 +539,15 @@ class AtomicOutputs:
     def commit(self, progress: ProgressFn | None = None) -> None:
         """Close (flushing; disk-full errors surface here), translate to COG if asked, rename."""
         plan = self.plan
+        if self.dst is not None:
+            self.dst.FlushCache()  # pixels first, then the report's metadata: the same bytes however written
+            try:
+                self.fidelity = self.meter.finish(self.dst)
+            except MlinError as exc:  # a report that cannot be made must not cost the output
+                log.warning("the fidelity report could not be made: %s", exc)
+            else:
+                for key, value in self.fidelity.metadata().items():
+                    self.dst.SetMetadataItem(key, value)
         raster_io.close(self.dst)
         self.dst = None
         if self.wdst is not None:
@@ -570,18 +606,33 @@ def compute_tile(src: gdal.Dataset, plan: RunPlan, engine: Engine, tile: Tile,
     outputs: list[np.ndarray] = []
     deviation: np.ndarray | None = None
     n_groups = len(plan.bands.groups)
+    keep = ((r.out_start, r.out_stop), (c.out_start, c.out_stop))
+    rows, cols = keep
+    areas = None
+    if plan.fidelity_reach is not None:  # decode every output the tile's solve touches (fidelity.py)
+        areas = fidelity.tile_areas((h, w), plan.out_size, rows, cols, plan.fidelity_reach)
+        rows, cols = (areas[0].out_start, areas[0].out_stop), (areas[1].out_start, areas[1].out_stop)
     for g, group in enumerate(plan.bands.groups):
         step = None if on_chunk is None else (
             lambda done, total, g=g: on_chunk((g + done / total) / n_groups))
         channels = [to_unit(raw[index[b]], plan.stats[b], valid) for b in group]
         image = np.stack(channels * 3 if len(group) == 1 else channels)
         rgb, dev = engine.super_resolve_window(image, (r.read_start, c.read_start), (h, w), plan.out_size,
-                                               (r.out_start, r.out_stop), (c.out_start, c.out_stop),
-                                               clip=info.dtype.is_byte, want_deviation=want_deviation,
-                                               ensemble=plan.ensemble, on_chunk=step)
+                                               rows, cols, clip=info.dtype.is_byte and areas is None,
+                                               want_deviation=want_deviation, ensemble=plan.ensemble, on_chunk=step)
         if len(group) == 1:
             rgb = rgb.mean(axis=0, keepdims=True)
-        outputs += [from_unit(rgb[i], plan.stats[b], info.dtype) for i, b in enumerate(group)]
+        if areas is None:
+            outputs += [from_unit(rgb[i], plan.stats[b], info.dtype) for i, b in enumerate(group)]
+        else:  # in float and the input's units, before rounding and clipping
+            x = np.stack([rgb[i].astype(np.float64) * plan.stats[b].span + plan.stats[b].lo
+                          for i, b in enumerate(group)])
+            fixed = fidelity.correct_tile(x, raw[[index[b] for b in group]], valid, (r.read_start, c.read_start),
+                                          (h, w), plan.out_size, areas, keep)
+            dt = info.dtype
+            outputs += list(fidelity.to_type(fixed, dt.min_value, dt.max_value, not dt.is_float, dt.numpy_dtype))
+            if dev is not None:
+                dev = dev[keep[0][0] - rows[0]:keep[0][1] - rows[0], keep[1][0] - cols[0]:keep[1][1] - cols[0]]
         if dev is not None:
             deviation = dev if deviation is None else np.maximum(deviation, dev)
     ny = nearest_index(h, out_h, r.out_start, r.out_stop) - r.read_start
@@ -650,16 +701,25 @@ class TileWriter:
     are written as they come and GDAL's cache keeps them until the file is closed."""
 
     def __init__(self, plan: RunPlan, dst: gdal.Dataset, wdst: gdal.Dataset | None,
-                 origin: tuple[int, int] | None = None) -> None:
+                 origin: tuple[int, int] | None = None, meter: FidelityMeter | None = None) -> None:
         """``origin``: the (row, col) of ``dst``'s first pixel on the whole output grid (default: the
-        run's window; a cluster block's part passes its own corner)."""
+        run's window; a cluster block's part passes its own corner). ``meter`` sees the rows written."""
         self.plan, self.dst, self.wdst = plan, dst, wdst
         self.origin = (plan.window[0], plan.window[2]) if origin is None else origin
         self.bands: list[tuple[RowBands, str]] = []
+        # without the row buffer, the meter gets its own (never a read-back: that would reorder the file)
+        self.metered = None if FLUSH_EACH_TILE_ROW or meter is None else \
+            RowBands(meter.feed, dst.RasterCount, dst.RasterXSize, plan.info.dtype.numpy_dtype)
         if FLUSH_EACH_TILE_ROW:
             width = dst.RasterXSize
             dtype = plan.info.dtype.numpy_dtype
-            self.values = RowBands(lambda a, y: raster_io.write_window(dst, a, 0, y), dst.RasterCount, width, dtype)
+
+            def write_values(a: np.ndarray, y: int) -> None:
+                if meter is not None:
+                    meter.feed(a, y)
+                raster_io.write_window(dst, a, 0, y)
+
+            self.values = RowBands(write_values, dst.RasterCount, width, dtype)
             self.bands.append((self.values, "values"))
             if plan.per_dataset_mask:
                 # the lambdas hold the datasets, never self: a cycle would keep the file open past commit
@@ -679,6 +739,8 @@ class TileWriter:
                 np.where(result.valid, 255, 0).astype(np.uint8)
         deviation = result.deviation if self.wdst is not None else None
         if not self.bands:
+            if self.metered is not None:
+                self.metered.put(result.values, yoff, xoff)
             raster_io.write_window(self.dst, result.values, xoff, yoff)
             if mask is not None:
                 write_mask(self.dst, mask, xoff, yoff)
@@ -693,9 +755,11 @@ class TileWriter:
 
     def end_row(self, next_row: int | None) -> None:
         """The row of tiles above output row ``next_row`` (whole grid; None: the last) is complete."""
+        local = None if next_row is None else next_row - self.origin[0]
+        if self.metered is not None:
+            self.metered.complete_to(local)
         if not self.bands:
             return
-        local = None if next_row is None else next_row - self.origin[0]
         wrote = [rows.complete_to(local) for rows, _ in self.bands]
         if any(wrote):
             for ds in (self.dst, self.wdst):
@@ -729,9 +793,9 @@ def superresolve(request: SuperResolveRequest, progress: ProgressFn | None = Non
         if is_cancelled is not None and is_cancelled():
             raise MlinCancelled("cancelled by the user; the partial output was removed.")
 
-    with AtomicOutputs(plan, engine.card) as outputs:
+    with AtomicOutputs(plan, engine.card, src) as outputs:
         assert outputs.dst is not None
-        writer = TileWriter(plan, outputs.dst, outputs.wdst)
+        writer = TileWriter(plan, outputs.dst, outputs.wdst, meter=outputs.meter)
         if progress:
             progress(0.0, f"{len(plan.tiles)} tiles, output {out_w} x {out_h} px on {engine.provider}")
         n = len(plan.tiles)
@@ -762,7 +826,7 @@ def superresolve(request: SuperResolveRequest, progress: ProgressFn | None = Non
                               scale_x=sx, scale_y=sy, seconds=seconds, mpx_per_s=mpx / max(seconds, 1e-9),
                               warnings=list(plan.warnings), weights_map_path=plan.weights_path,
                               model=f"{engine.card.name} {engine.card.version}", tiles=len(plan.tiles),
-                              route=plan.route)
+                              route=plan.route, fidelity=outputs.fidelity)
 
 
 def _translate_cog(src_path: Path, dst_path: Path, info: RasterInfo,
@@ -795,19 +859,22 @@ def _rename(tmp: Path, target: Path) -> None:
 
 
 def auto_decision(input_path: str | os.PathLike, bands: Sequence[int] | None = None, all_bands: bool = False,
-                  extent: Sequence[float] | None = None, extent_crs: str | None = None) -> RouteDecision:
-    """What ``auto`` would pick for this raster (and area), without running anything else: the same
-    windows, statistics and router as a run (the dialog shows it; scripts report it)."""
+                  input_looks: str = "auto") -> InputLooks:
+    """How ``auto`` reads this raster (the code it will run with), without running anything else: the
+    same windows, statistics and estimator as a run (scripts and the dialog report it)."""
+    folder = aware_folder(AUTO_MODEL)
+    if folder is None:
+        raise MlinError(f"model '{AUTO_MODEL}' needs {AWARE_MODEL}; choose a model by name.")
     ds = raster_io.open_raster(input_path)
     info = raster_io.describe(ds, input_path)
     plan = raster_io.plan_bands(info, bands, all_bands)
-    return choose_model(ds, info, plan, compute_stats(ds, info, plan), extent_window(info, extent, extent_crs))
+    return decide_input_looks(folder, input_looks, ds, info, plan, compute_stats(ds, info, plan))
 
 
 # -- estimates ----------------------------------------------------------------------------------
 def measured_throughput(model: str | os.PathLike, provider: str) -> float | None:
     """Output Mpx/s (per band group) of the last run in this process with that model (its folder, or
-    FOLDER@variant, or a blend's spec: what the engine calls its ``model_spec``) and provider."""
+    FOLDER@variant, FOLDER#code=...: what the engine calls its ``model_spec``) and provider."""
     return _measured.get((str(model), provider))
 
 
@@ -828,7 +895,7 @@ def estimate(input_path: str | os.PathLike, scale: float, model: str | os.PathLi
     ds = raster_io.open_raster(input_path)
     info = raster_io.describe(ds, input_path)
     plan = raster_io.plan_bands(info, bands, all_bands)
-    grid_h, grid_w = output_size((info.height, info.width), scale)
+    grid_h, grid_w = output_grid((info.height, info.width), scale)  # refuses outputs too large to make
     lr_window = extent_window(info, extent, extent_crs)
     if lr_window is None:
         out_h, out_w = grid_h, grid_w
@@ -843,19 +910,16 @@ def estimate(input_path: str | os.PathLike, scale: float, model: str | os.PathLi
     model_dir = resolve_model(timing)
     variant = spec_variant(timing)
     timing_spec = str(model_dir) + (f"@{variant}" if variant else "")
-    members = auto_members(model)  # auto may run several models and blend them: each is one more pass
-    passes *= members
-    blended = f"; auto may blend up to {members} models, counted as {members} passes" if members > 1 else ""
     try:
         rate = throughput(model_dir, device, threads)
     except MlinError as exc:
         provider = CUDA if cuda_offered() and device != "cpu" else CPU
         seconds = out_mpx * groups * passes / DEFAULT_MPX_PER_S[provider]
-        return Estimate(out_w, out_h, size, seconds, f"a built-in guess ({exc}){blended}")
+        return Estimate(out_w, out_h, size, seconds, f"a built-in guess ({exc})")
     last = measured_throughput(timing_spec, rate.provider)
     if last:
         return Estimate(out_w, out_h, size, out_mpx * groups * passes / last,
-                        f"the last run in this session ({last:.3g} Mpx/s){blended}")
+                        f"the last run in this session ({last:.3g} Mpx/s)")
     halo = halo_for(ModelCard.from_onnx(model_dir / decoder_file(variant)).receptive_field)
     tiles = plan_tiles((info.height, info.width), (grid_h, grid_w),
                        check_tile_size(tile_size) or _default_tile(rate.provider, scale), halo)
@@ -864,4 +928,4 @@ def estimate(input_path: str | os.PathLike, scale: float, model: str | os.PathLi
     lr_read = sum(t.rows.read_size * t.cols.read_size for t in tiles)
     seconds = groups * rate.seconds(lr_read, out_w * out_h, passes)
     return Estimate(out_w, out_h, size, seconds,
-                    f"a calibration run on this machine ({rate.mpx_per_s(scale):.3g} Mpx/s at x{scale:g}){blended}")
+                    f"a calibration run on this machine ({rate.mpx_per_s(scale):.3g} Mpx/s at x{scale:g})")

@@ -80,8 +80,7 @@ class SuperResolveTask(QgsTask):
         """Main thread: load the result, or report why there is none."""
         picked = ""
         if ok and self.result is not None and getattr(self.result, "route", ""):
-            picked = " Model: " + self.result.route.split(" (")[0].replace("auto -> blend of ", "auto blended ").replace(
-                "auto -> ", "auto picked ") + "."
+            picked = " Model: " + self.result.route.split(" (input looks: ")[0] + "."
         if ok and self.result is not None and not self.add_to_project:
             self.done.emit(True, f"Preview ready ({self.result.seconds:.1f} s, {self.result.provider}).{picked}")
             return
@@ -91,8 +90,11 @@ class SuperResolveTask(QgsTask):
                 self.project.addMapLayer(layer)
                 self.layer = layer
                 r = self.result
+                fidelity = f" Fidelity (output averaged back - input): {r.fidelity.describe()}." \
+                    if getattr(r, "fidelity", None) is not None else ""
                 self.done.emit(True, f"Done: {r.width} × {r.height} px in {r.seconds:.1f} s "
-                                     f"({r.mpx_per_s:.2g} Mpx/s, {r.provider}). Added layer '{self.layer_name}'.{picked}")
+                                     f"({r.mpx_per_s:.2g} Mpx/s, {r.provider}). Added layer '{self.layer_name}'."
+                                     f"{picked}{fidelity}")
                 return
             self.error = f"The output {self.result.output_path} was written but QGIS cannot open it."
         if self.cancelled_by_user or (self.isCanceled() and not self.error):

@@ -53,6 +53,7 @@ from qgis.PyQt.QtWidgets import (
 )
 
 from .. import dependencies
+from ..core.aware import LOOKS
 from ..layer_source import is_web_layer
 from ..qgis_common import (
     DEVICES,
@@ -229,9 +230,23 @@ class ZoomDialog(QDialog):
                                         "otherwise the RGB bands")
         self.all_bands_check.setObjectName("allBandsCheck")
         self.all_bands_check.toggled.connect(lambda _checked: self._settings_changed())
+        self.fidelity_check = QCheckBox("Radiometric fidelity", self)
+        self.fidelity_check.setToolTip("Correct the output so that its area average over each input pixel gives "
+                                       "back that pixel, per band (for indices, classification, reflectance); "
+                                       "every output reports how far it is (FIDELITY metadata)")
+        self.fidelity_check.setObjectName("fidelityCheck")
+        self.looks_combo = QComboBox(self)
+        self.looks_combo.addItems(["auto", *LOOKS])
+        self.looks_combo.setToolTip("How the input looks, which sets the degradation-aware model's weights: auto "
+                                    "reads it once from the whole raster (preview and run agree); or say it")
+        self.looks_combo.setObjectName("looksCombo")
+        self.looks_combo.currentIndexChanged.connect(lambda _i: self._settings_changed())
         options_row = QHBoxLayout()  # one row: the dialog stays short enough for a laptop screen
         options_row.addWidget(self.ensemble_check)
         options_row.addWidget(self.all_bands_check)
+        options_row.addWidget(self.fidelity_check)
+        options_row.addWidget(QLabel("Input looks:", self))
+        options_row.addWidget(self.looks_combo)
         options_row.addStretch(1)
         form.addRow("", options_row)
 
@@ -445,7 +460,8 @@ class ZoomDialog(QDialog):
         """What a preview depends on: layer, zoom, model, device, bands."""
         layer = self.layer()
         return (layer.id() if layer is not None else None, round(self.scale(), 4), self.model_path(),
-                self.device_combo.currentText(), self.all_bands_check.isChecked())
+                self.device_combo.currentText(), self.all_bands_check.isChecked(), self.looks_combo.currentText(),
+                self.fidelity_check.isChecked())
 
     def clear_preview(self, message: str = "") -> None:
         for pane in (self.bicubic_pane, self.sr_pane):
@@ -511,13 +527,20 @@ class ZoomDialog(QDialog):
         """8 when the best-quality box is ticked, else 1."""
         return 8 if self.ensemble_check.isChecked() else 1
 
+    def _model_is_aware(self) -> bool:
+        """Whether the chosen model reads --input-looks (the degradation-aware one, auto when it is installed)."""
+        from ..core.auto import aware_folder
+
+        return aware_folder(self.model_path()) is not None
+
     def _request(self, input_path: str, output_path: str, extent: Optional[Tuple[float, ...]] = None) -> Any:
         from ..core.pipeline import SuperResolveRequest
 
         return SuperResolveRequest(input_path=input_path, output_path=output_path, scale=self.scale(),
                                    model=self.model_path(), device=self.device_combo.currentText(),
                                    ensemble=self.ensemble(), all_bands=self.all_bands_check.isChecked(),
-                                   extent=extent)
+                                   extent=extent, fidelity=self.fidelity_check.isChecked(),
+                                   input_looks=self.looks_combo.currentText() if self._model_is_aware() else "auto")
 
     def start_run(self) -> Optional[SuperResolveTask]:
         """Queue the full run as a QgsTask; the result layer is added to the project when it ends.
@@ -634,8 +657,18 @@ class ZoomDialog(QDialog):
         if ds is None:
             self.preview_info.setText(f"Cannot read {path} for the preview.")
             return None
-        ds = None
-        request = self._request(str(vrt), str(self.preview_dir / "preview_sr.tif"))
+        src = gdal.Open(path)
+        gt = src.GetGeoTransform(can_return_null=True) if src is not None else None
+        ds = src = None
+        if gt is not None and gt[2] == 0 and gt[4] == 0:
+            # The run's own area of interest on the raster itself: the same halo from outside the window
+            # and the same input code (estimated from the whole raster), so the preview IS that window of the run.
+            c0, r0, w, h = window
+            xs, ys = (gt[0] + c0 * gt[1], gt[0] + (c0 + w) * gt[1]), (gt[3] + r0 * gt[5], gt[3] + (r0 + h) * gt[5])
+            request = self._request(path, str(self.preview_dir / "preview_sr.tif"),
+                                    (min(xs), min(ys), max(xs), max(ys)))
+        else:  # no (or a rotated) geotransform: the window alone, as its own small raster
+            request = self._request(str(vrt), str(self.preview_dir / "preview_sr.tif"))
         self._preview_key = self.preview_key()
         self.preview_task = SuperResolveTask(request, "preview", self.project, add_to_project=False,
                                              description="MLIN preview")

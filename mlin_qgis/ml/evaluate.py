@@ -150,35 +150,46 @@ class OnnxMethod:
 
 
 class AutoMethod:
-    """``auto``: per image, the router's pick (from the LR alone) run by that model's engine, which is
-    what `sr --model auto` does for a raster. ``picks`` records each image's class."""
+    """``auto`` (or a degradation-aware model folder): per image, the code read from the LR alone (the
+    windows a run of that raster reads), then the engine with the weights mixed for it: what `sr`
+    does for a raster. ``picks`` records each image's code."""
 
-    def __init__(self, threads: int | None = None, ensemble: int = 1) -> None:
-        from mlin_qgis.core.auto import wants_auto
+    def __init__(self, threads: int | None = None, ensemble: int = 1, folder: str | os.PathLike | None = None,
+                 looks: str = "auto") -> None:
+        from mlin_qgis.core.auto import aware_folder, wants_auto
 
-        wants_auto(AUTO)  # a clear error when no router (or a model it names) is installed
-        self.threads, self.ensemble = threads, ensemble
+        if folder is None:
+            wants_auto(AUTO)  # a clear error when the aware model is not installed
+        self.folder = aware_folder(folder if folder is not None else AUTO)
+        if self.folder is None:
+            raise ConfigError(f"{folder} is not a degradation-aware model folder (experts.npz, estimator.onnx)")
+        self.threads, self.ensemble, self.looks = threads, ensemble, looks
         self.engines: dict[str, Any] = {}
         self.picks: list[str] = []
 
     def super_resolve(self, lr: torch.Tensor, out_size: tuple[int, int], chunk: int = 65536) -> torch.Tensor:
-        from mlin_qgis.core.auto import classify_image
-        from mlin_qgis.core.blend import BlendedResolver
+        from mlin_qgis.core.aware import code_spec, code_text, looks_of_image
         from mlin_qgis.core.engine import SuperResolver
 
+        assert self.folder is not None
         outs = []
         for img in lr:
             arr = img.numpy().astype(np.float32)
-            decision = classify_image(arr.transpose(1, 2, 0))
-            members = decision.blend or ((decision.model, 1.0),)
-            for spec, _ in members:  # one engine per model, reused by every image's blend
-                if spec not in self.engines:
-                    self.engines[spec] = SuperResolver(spec, device="cpu", threads=self.threads)
-            engine = (self.engines[decision.model] if len(members) == 1
-                      else BlendedResolver([(self.engines[spec], w) for spec, w in members]))
-            self.picks.append(decision.label)
-            outs.append(engine.upscale(arr, tuple(out_size), clip=False, ensemble=self.ensemble))
+            looks = looks_of_image(self.folder, arr.transpose(1, 2, 0), self.looks)
+            spec = code_spec(str(self.folder), looks.code)
+            if spec not in self.engines:
+                self.engines = {spec: SuperResolver(spec, device="cpu", threads=self.threads)}  # one at a time
+            self.picks.append(code_text(looks.code))
+            outs.append(self.engines[spec].upscale(arr, tuple(out_size), clip=False, ensemble=self.ensemble))
         return torch.from_numpy(np.stack(outs))
+
+
+def _is_aware_folder(item: Any) -> bool:
+    if not isinstance(item, (str, os.PathLike)):
+        return False
+    from mlin_qgis.core.auto import aware_folder
+
+    return Path(item).is_dir() and aware_folder(item) is not None
 
 
 def _is_onnx_folder(item: Any) -> bool:
@@ -213,6 +224,8 @@ def _load_methods(checkpoints: Mapping[str, Any], ensemble: int = 1) -> dict[str
             models[name] = item
         elif str(item) == AUTO:
             models[name] = AutoMethod(threads=torch.get_num_threads(), ensemble=ensemble)
+        elif _is_aware_folder(item):  # a degradation-aware folder reads each image as `sr` reads a raster
+            models[name] = AutoMethod(threads=torch.get_num_threads(), ensemble=ensemble, folder=item)
         elif _is_onnx_folder(item):
             models[name] = OnnxMethod(item, threads=torch.get_num_threads(), ensemble=ensemble)
         else:
@@ -372,7 +385,7 @@ def evaluate(checkpoints: Mapping[str, Any], data_dir: str | Path, scales: Any,
         "mean": mean,
         "per_image": per_image,
     }
-    if routes:  # which model `auto` picked for each image
+    if routes:  # the code `auto` (or an aware model) read for each image
         results["routes"] = routes
     if out_dir is not None:
         write_results(results, out_dir)

@@ -19,7 +19,7 @@ from typing import Any
 from mlin_qgis.core.errors import MlinError
 from mlin_qgis.core.models import decoder_file, resolve_model, spec_variant
 
-log = logging.getLogger("mlin_qgis")
+log = logging.getLogger(__name__)
 
 # The hidden layers of the decoder MLP as torch.onnx names them (one copy per neighbour: _1, _2, _3).
 HIDDEN_MATMUL = re.compile(r"^/layers\.(2|4|6)(_\d+)?/MatMul$")

@@ -26,7 +26,7 @@ from .degradation import DegradationConfig, make_lr, suite_degradation
 from .images import list_images, load_image
 from .model import ImplicitSR, load_model, read_checkpoint, save_model
 
-log_ = logging.getLogger("mlin_qgis.train")
+log_ = logging.getLogger(__name__)
 LOSSES = ("l1", "l2")
 
 

@@ -29,6 +29,7 @@ from qgis.core import (
 from qgis.PyQt.QtGui import QIcon
 
 from .. import dependencies
+from ..core.aware import LOOKS
 from ..layer_source import layer_source
 from ..qgis_common import (
     DEVICES,
@@ -40,7 +41,7 @@ from ..qgis_common import (
     shipped_models,
 )
 
-
+INPUT_LOOKS_CHOICES = ("auto", *LOOKS)
 class SuperResolveAlgorithm(QgsProcessingAlgorithm):
     """Super-resolve a raster by any real scale with an MLIN/LIIF ONNX model."""
 
@@ -58,6 +59,8 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
     EXTENT = "EXTENT"
     RESOLUTION = "RESOLUTION"
     PRECISION = "PRECISION"
+    FIDELITY = "FIDELITY"
+    INPUT_LOOKS = "INPUT_LOOKS"
     OUTPUT = "OUTPUT"
 
     def name(self) -> str:
@@ -117,6 +120,13 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
             defaultValue=0)
         precision.setFlags(precision.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
         self.addParameter(precision)
+        self.addParameter(QgsProcessingParameterBoolean(
+            self.FIDELITY, "Radiometric fidelity (the output averages back to the input)", defaultValue=False))
+        looks = QgsProcessingParameterEnum(
+            self.INPUT_LOOKS, "Input looks (degradation-aware model: auto estimates it from the whole raster)",
+            options=list(INPUT_LOOKS_CHOICES), defaultValue=0)
+        looks.setFlags(looks.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        self.addParameter(looks)
         resolution = QgsProcessingParameterNumber(
             self.RESOLUTION, "Read resolution of web/virtual layers (map units per pixel, 0 = native)",
             QgsProcessingParameterNumber.Double, defaultValue=0.0, minValue=0.0, optional=True)
@@ -134,6 +144,8 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
         self.addOutput(QgsProcessingOutputNumber("WIDTH", "Output width (pixels)"))
         self.addOutput(QgsProcessingOutputNumber("HEIGHT", "Output height (pixels)"))
         self.addOutput(QgsProcessingOutputString("PROVIDER", "onnxruntime execution provider used"))
+        self.addOutput(QgsProcessingOutputString(
+            "FIDELITY_REPORT", "Area average of the output - input per band (RMS, max), in input units"))
 
     def shortHelpString(self) -> str:  # noqa: N802 - QGIS API
         entries = shipped_models()
@@ -187,6 +199,14 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
             "<p><b>Best quality</b> (ENSEMBLE, advanced): average the model's output over the 8 flips "
             "and transposes of the input; about 8 times the time of one pass, for a small gain in "
             "accuracy (measured in the model card).</p>"
+            "<p><b>Radiometric fidelity</b> (FIDELITY): correct the output, with the smallest change, so that "
+            "its area average over each input pixel gives back that input pixel in every band (before rounding; "
+            "pixels where clipping to the data type breaks it are counted). For indices, classification and "
+            "reflectance work. Every output carries the report (metadata items FIDELITY_*), with or without it.</p>"
+            "<p><b>Input looks</b> (INPUT_LOOKS, advanced): 0 = auto, the degradation-aware model reads how the "
+            "raster looks (aliasing, blur, noise, compression) once, from windows spread over the whole raster, and "
+            "sets its weights for it; 1-5 = clean, sharp (an aliasing sensor), compressed (JPEG), noisy, blurred, "
+            "to override that judgement. The code it ran with is in the metadata (MLIN_INPUT_CODE).</p>"
             "<p><b>Dask scheduler</b> (CLUSTER, advanced, optional): the address of a running Dask scheduler "
             "(<tt>tcp://host:8786</tt>, started outside QGIS with <tt>dask scheduler</tt> and <tt>dask worker</tt>); "
             "the raster is then cut into blocks computed by the cluster's workers, which must read the input "
@@ -258,6 +278,8 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
             bands = None
         model = self._model(parameters, context)
         precision = ("fp32", "int8")[self.parameterAsEnum(parameters, self.PRECISION, context)]
+        fidelity = self.parameterAsBoolean(parameters, self.FIDELITY, context)
+        input_looks = INPUT_LOOKS_CHOICES[self.parameterAsEnum(parameters, self.INPUT_LOOKS, context)]
         cluster = (self.parameterAsString(parameters, self.CLUSTER, context) or "").strip()
         if cluster and not dependencies.distributed_available():
             raise QgsProcessingException(dependencies.distributed_install_text())
@@ -283,21 +305,22 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
             raise QgsProcessingException(str(exc)) from None
         try:
             return self._run(layer, source, output, weights_map, scale, model, bands, all_bands, tile_size, device,
-                             ensemble, cluster, context, feedback, precision)
+                             ensemble, cluster, context, feedback, precision, fidelity, input_looks)
         finally:
             source.cleanup()
 
     def _run(self, layer: Any, source: Any, output: str, weights_map: Optional[str], scale: float, model: Optional[str],
              bands: Optional[List[int]], all_bands: bool, tile_size: Optional[int], device: str, ensemble: int,
              cluster: str, context: QgsProcessingContext, feedback: QgsProcessingFeedback,
-             precision: str = "fp32") -> Dict[str, Any]:
+             precision: str = "fp32", fidelity: bool = False, input_looks: str = "auto") -> Dict[str, Any]:
         from ..core import pipeline
         from ..core.errors import MlinCancelled, MlinError
 
         request = pipeline.SuperResolveRequest(
             input_path=source.path, output_path=output, scale=scale, model=model, bands=bands,
             tile_size=tile_size, device=device, weights_map_path=weights_map, ensemble=ensemble,
-            all_bands=all_bands, extent=source.extent, precision=precision)
+            all_bands=all_bands, extent=source.extent, precision=precision, fidelity=fidelity,
+            input_looks=input_looks)
         feedback.pushInfo(f"Input: {source.description} ({layer.bandCount()} bands)"
                           + (" — area {:.6g}, {:.6g} – {:.6g}, {:.6g}".format(*source.extent) if source.extent else ""))
         feedback.pushInfo(f"Model: {model or 'default'}; scale ×{scale:g}; device {device}"
@@ -328,13 +351,17 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
         feedback.pushInfo(f"Output: {result.width} × {result.height} px (×{result.scale_x:.6g} horizontally, "
                           f"×{result.scale_y:.6g} vertically) → {result.output_path}")
         feedback.pushInfo(f"Time: {result.seconds:.2f} s ({result.mpx_per_s:.3g} output Mpx/s)")
+        report = result.fidelity.describe() if getattr(result, "fidelity", None) is not None else ""
+        if report:
+            feedback.pushInfo(f"Fidelity (area average of the output - input, input units): {report}")
 
         if context.willLoadLayerOnCompletion(output):
             details = context.layerToLoadOnCompletionDetails(output)
             details.name = output_layer_name(layer.name(), scale)
             details.forceName = True
         results: Dict[str, Any] = {
-            self.OUTPUT: output, "WIDTH": result.width, "HEIGHT": result.height, "PROVIDER": result.provider}
+            self.OUTPUT: output, "WIDTH": result.width, "HEIGHT": result.height, "PROVIDER": result.provider,
+            "FIDELITY_REPORT": report}
         if weights_map:
             if context.willLoadLayerOnCompletion(weights_map):
                 details = context.layerToLoadOnCompletionDetails(weights_map)
