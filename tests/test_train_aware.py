@@ -120,3 +120,27 @@ def test_estimator_targets_follow_the_chain() -> None:
     assert blurred[0] == 0.0 and blurred[1] > 0.6, "a blur of half an LR pixel removes the aliasing"
     jpeg = degradation_targets(Degradation(jpeg_quality=75), 2.0)
     assert jpeg[3] == pytest.approx(25 / 70)
+
+
+def test_export_runs_in_the_engine_as_in_torch(images: Path, tmp_path: Path) -> None:
+    """The exported folder (one ONNX pair patched per code, experts, estimator) gives torch's numbers:
+    the mixed weights in onnxruntime, and the code pooled over windows as the estimator pools it."""
+    from mlin_qgis.core.aware import code_spec, estimate_code
+    from mlin_qgis.core.engine import SuperResolver
+    from mlin_qgis.ml.export_aware import aware_card, export_aware
+    from mlin_qgis.ml.train_aware import build
+
+    model = build(config(images, tmp_path / "x")).eval()
+    with torch.no_grad():
+        model.gate.bias.copy_(torch.tensor([0.3, -0.2, 0.1]))  # a gate that mixes all three experts
+    folder = export_aware(model, tmp_path / "aware", aware_card(model, "aware-test", {}))
+    image = torch.from_numpy(np.random.default_rng(2).random((1, 3, 26, 30)).astype(np.float32))
+    with torch.no_grad():
+        code = torch.sigmoid(model.code_logits(image))[0]
+    assert np.allclose(estimate_code(folder, [image[0].permute(1, 2, 0).numpy()]), code.numpy(), atol=2e-4)
+    for looks in ((0.0, 0.0, 0.0, 0.0), (0.9, 0.1, 0.2, 0.6)):
+        with torch.no_grad():
+            ref = model.super_resolve(image, (52, 75), scores=torch.tensor([looks]))[0].numpy()
+        out = SuperResolver(code_spec(str(folder), looks), device="cpu", threads=1).upscale(
+            image[0].numpy(), (52, 75), clip=False)
+        assert np.abs(out - ref).max() < 3e-3, looks  # float16 storage of the experts

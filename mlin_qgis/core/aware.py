@@ -43,6 +43,7 @@ LOOKS_HELP = ("how the input looks, which sets the model's weights: auto (estima
               "the whole raster), clean (an antialiased downsample), sharp (an aliasing sensor), compressed (JPEG), "
               "noisy, blurred")
 WINDOW_SIDE, WINDOW_COUNT = 128, 16
+TOP_FRACTION = 0.2  # as ml/estimator.py's pool_logits (a test checks they agree)
 
 
 def is_aware_dir(folder: Path) -> bool:
@@ -172,18 +173,20 @@ def estimator_session(folder: Path) -> Any:
 
 
 def estimate_code(folder: Path, windows: list[np.ndarray]) -> tuple[float, ...]:
-    """The code of a raster from windows (H, W, 3) in [0, 1]: the mean logit over every position of
-    every window (each window weighs by its size), then a sigmoid."""
+    """The code of a raster from windows (H, W, 3) in [0, 1]: per score, the mean of the top TOP_FRACTION
+    of the logits of every position of every window (the estimator's own pooling, ml/estimator.py:
+    evidence such as aliasing is local, so flat areas must not drown it), then a sigmoid."""
     session = estimator_session(folder)
-    total = np.zeros(len(CODE_NAMES), np.float64)
-    count = 0
+    maps = []
     for window in windows:
         image = np.ascontiguousarray(np.transpose(window, (2, 0, 1))[None], dtype=np.float32)
         logits = session.run(None, {"image": image})[0][0]
-        total += logits.reshape(len(CODE_NAMES), -1).sum(axis=1)
-        count += logits.shape[1] * logits.shape[2]
-    mean = total / max(count, 1)
-    return tuple(float(round(v, 4)) for v in 1.0 / (1.0 + np.exp(-mean)))
+        maps.append(logits.reshape(len(CODE_NAMES), -1).astype(np.float64))
+    every = np.concatenate(maps, axis=1)
+    k = max(1, int(round(every.shape[1] * TOP_FRACTION)))
+    top = -np.sort(-every, axis=1)[:, :k]
+    pooled = top.mean(axis=1)
+    return tuple(float(round(v, 4)) for v in 1.0 / (1.0 + np.exp(-pooled)))
 
 
 def sample_windows(shape: tuple[int, int], side: int = WINDOW_SIDE,
