@@ -426,3 +426,39 @@ def test_the_preview_spot_is_picked_by_clicking_the_map(qgis_app: Any, tiny_mode
     finally:
         dlg.shutdown()
         dlg.deleteLater()
+
+
+def test_the_preview_is_that_window_of_the_run_with_the_default_model(qgis_app: Any, project: Any,
+                                                                      tmp_path: Path) -> None:
+    """The default (`auto`, degradation-aware) preview reads the raster's code from the whole raster and
+    the halo from outside its window: its pixels are the run's pixels there (issue 30)."""
+    from osgeo import gdal
+    from qgis.core import QgsRasterLayer
+
+    from mlin_qgis.core.pipeline import SuperResolveRequest, superresolve
+    from mlin_qgis.gui.zoom_dialog import ZoomDialog
+
+    data = (smooth_image(60, 70, 3, seed=6) * 255).round().astype(np.uint8)
+    path = write_geotiff(tmp_path / "scene.tif", data)
+    layer = QgsRasterLayer(str(path), "Scene", "gdal")
+    project.addMapLayer(layer)
+    dlg = ZoomDialog(iface=None)
+    try:
+        dlg.model_combo.setCurrentIndex(dlg.model_combo.findText("auto"))
+        dlg.layer_combo.setLayer(layer)
+        dlg.set_scale(3.0)
+        assert dlg.start_preview() is not None
+        assert wait_until(lambda: dlg.preview_task is None), "the preview task did not finish"
+        preview = gdal.Open(str(dlg.preview_dir / "preview_sr.tif"))
+        whole = superresolve(SuperResolveRequest(path, tmp_path / "whole.tif", 3.0)).output_path
+        run = gdal.Open(str(whole))
+        gp, gw = preview.GetGeoTransform(), run.GetGeoTransform()
+        c0, r0 = round((gp[0] - gw[0]) / gw[1]), round((gp[3] - gw[3]) / gw[5])
+        cut = run.ReadAsArray()[:, r0:r0 + preview.RasterYSize, c0:c0 + preview.RasterXSize].astype(int)
+        assert preview.RasterXSize < run.RasterXSize and cut.shape == preview.ReadAsArray().shape
+        assert np.abs(preview.ReadAsArray().astype(int) - cut).max() <= 1
+        assert preview.GetMetadata()["MLIN_INPUT_CODE"] == run.GetMetadata()["MLIN_INPUT_CODE"]
+    finally:
+        dlg.shutdown()
+        wait_until(lambda: dlg.task is None and dlg.preview_task is None, 30)
+        dlg.deleteLater()

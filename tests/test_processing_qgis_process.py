@@ -135,3 +135,25 @@ def test_qgis_process_extent_cuts_the_same_window_as_the_whole_run(build: Path, 
     assert (c0, r0) == (16, 26) and (b.RasterXSize, b.RasterYSize) == (34, 36)  # snapped to input pixels
     cut = a.ReadAsArray()[:, r0:r0 + b.RasterYSize, c0:c0 + b.RasterXSize].astype(int)
     assert np.abs(b.ReadAsArray().astype(int) - cut).max() <= 2
+
+
+def test_qgis_process_area_of_interest_with_the_default_model_is_that_window(build: Path, rgb40: Path,
+                                                                             tmp_path: Path) -> None:
+    """No model named: `auto`, the degradation-aware default, reads the code from the whole raster, so
+    an EXTENT run gives the whole run's pixels there (within 1 DN)."""
+    from osgeo import gdal
+
+    whole, part = tmp_path / "whole.tif", tmp_path / "part.tif"
+    assert qgis_process(build, "run", "mlin:superresolve", "--", f"INPUT={rgb40}", "SCALE=2",
+                        f"OUTPUT={whole}").returncode == 0
+    x0, y0 = UTM33N_GT[0], UTM33N_GT[3]
+    extent = f"EXTENT={x0 + 4.2},{x0 + 12.1},{y0 - 15.3},{y0 - 6.6} [EPSG:32633]"
+    proc = qgis_process(build, "run", "mlin:superresolve", "--", f"INPUT={rgb40}", "SCALE=2", extent,
+                        f"OUTPUT={part}")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    a, b = gdal.Open(str(whole)), gdal.Open(str(part))
+    gw, gp = a.GetGeoTransform(), b.GetGeoTransform()
+    c0, r0 = int(round((gp[0] - gw[0]) / gw[1])), int(round((gp[3] - gw[3]) / gw[5]))
+    cut = a.ReadAsArray()[:, r0:r0 + b.RasterYSize, c0:c0 + b.RasterXSize].astype(int)
+    assert np.abs(b.ReadAsArray().astype(int) - cut).max() <= 1
+    assert b.GetMetadata()["MLIN_INPUT_CODE"] == a.GetMetadata()["MLIN_INPUT_CODE"]

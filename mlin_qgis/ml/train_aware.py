@@ -282,6 +282,10 @@ def train(cfg: AwareTrainConfig, resume: bool = False, minutes: Optional[float] 
         torch.set_rng_state(state["torch_rng"])
         start, spent = int(state["iteration"]), float(state["seconds"])
         log.info("resuming %s at iteration %d (%.2f h trained)", ckpt, start, spent / 3600)
+    elif cfg.init_weights:  # a new machine: the committed chunk's weights, its iteration; a fresh optimizer
+        record = torch.load(cfg.init_weights, map_location="cpu", weights_only=True)
+        start, spent = int(record.get("iteration", 0)), float(record.get("seconds", 0.0))
+        log.info("continuing from %s at iteration %d with a fresh optimizer", cfg.init_weights, start)
     model.to(device).train()
     (run / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
     paths = training_images(cfg.data_root, cfg.split, cfg.split_file if cfg.split else None)
