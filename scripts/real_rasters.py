@@ -1,8 +1,7 @@
 """Real rasters with no ground truth: side-by-side crops and the no-reference artefact indicators.
 
     .venv/bin/python scripts/real_rasters.py --model liif=models/liif-edsr-div2k \
-        --model mlin-0.3=models/mlin-edsr-ucmerced --model robust=models/mlin-robust-ucmerced \
-        --model sharp=models/mlin-robust-ucmerced@sharp --model auto=auto --scale 4 --out docs
+        --model mlin-0.3=models/mlin-edsr-ucmerced --model auto=auto --scale 4 --out docs
 
 Writes docs/real_rasters.png (input, bicubic, each model on a crop of each raster) and
 docs/results/real_rasters.{md,json} (overshoot and new high-frequency energy, mlin_qgis/ml/artefacts.py,
@@ -18,6 +17,8 @@ import torch
 from osgeo import gdal
 from PIL import Image, ImageDraw
 
+from mlin_qgis.core.auto import aware_folder
+from mlin_qgis.core.aware import code_spec
 from mlin_qgis.core.engine import SuperResolver, open_engine
 from mlin_qgis.core.pipeline import auto_decision
 from mlin_qgis.ml.artefacts import artefact_scores
@@ -76,11 +77,11 @@ def main() -> int:
         lr = read_rgb(path, window)
         outputs = {"bicubic": bicubic(lr, s)}
         for name, engine in models.items():
-            if engine is None:  # auto: the model `sr` would pick for this whole raster
-                decision = auto_decision(path)
-                picks[title] = decision.describe()
-                engine = open_engine(decision.engine_spec, device="cpu", threads=args.threads)
-                name = f"{name} ({'blend, mostly ' if decision.blend else ''}{decision.label})"
+            if engine is None:  # auto: the weights `sr` would mix for this whole raster (its code)
+                looks = auto_decision(path)
+                picks[title] = looks.describe()
+                folder = aware_folder("auto")
+                engine = open_engine(code_spec(str(folder), looks.code), device="cpu", threads=args.threads)
             sr = engine.upscale(lr.astype(np.float32) / 255, (lr.shape[1] * s, lr.shape[2] * s))
             outputs[name] = np.round(sr * 255)
         table[title] = {}

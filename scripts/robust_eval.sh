@@ -6,7 +6,7 @@
 #   bash scripts/robust_eval.sh suite NAME=FOLDER     the degradation suite at x2/x3/x4/x8, 21 images (1 per class)
 #   bash scripts/robust_eval.sh accept NAME=FOLDER    all 210 images, x2/x4: aliased and JPEG LR (and clean)
 #                                                     (PER_CLASS=5: the first 5 per class, 105 images)
-# NAME=FOLDER may be auto=auto (the router's pick per image, `--model auto`) or NAME=FOLDER@variant;
+# NAME=FOLDER may be auto=auto (the degradation-aware default reading each image, `--model auto`) or NAME=FOLDER@variant;
 # DEGRADATIONS=a,b overrides a stage's list (to split one stage over two processes).
 #   bash scripts/robust_eval.sh funsr NAME=FOLDER     the FunSR protocol at x2/x3/x4, all 210 images
 #   bash scripts/robust_eval.sh ensemble NAME=FOLDER  the x8 self-ensemble, 21 images, x2/x4, clean and aliased
