@@ -11,7 +11,7 @@ import logging
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from ..core.errors import ConfigError
+from .config_files import config_fields, read_yaml
 from .data import CropSource, FeatureBank, SamplerConfig, sample_queries, training_images
 from .decoder import DecoderConfig
 from .degradation import DegradationConfig, make_lr, suite_degradation
@@ -75,27 +76,11 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ConfigError(f"unknown training config keys: {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
-        data = dict(data)
-        if "sampler" in data:
-            data["sampler"] = SamplerConfig(**data["sampler"])
-        if data.get("degradation") is not None:
-            data["degradation"] = DegradationConfig.from_dict(data["degradation"])
-        return cls(**data)
+        return cls(**config_fields(cls, data, "training"))
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "TrainConfig":
-        import yaml
-
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"training config not found: {path}; pass the path of a YAML file with TrainConfig fields")
-        cfg = cls.from_dict(yaml.safe_load(path.read_text()) or {})
-        # Relative data paths in a config are relative to the repository root (where make runs).
-        return cfg
+        return cls.from_dict(read_yaml(path, cls))
 
 
 def pick_device(name: str) -> torch.device:

@@ -22,7 +22,7 @@ import logging
 import math
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -31,11 +31,13 @@ import torch
 import torch.nn.functional as F
 
 from ..core.errors import ConfigError
+from .config_files import config_fields, read_yaml
 from .data import CropSource, SamplerConfig, sample_queries, training_images
 from .degradation import DegradationConfig, make_lr, suite_degradation
 from .estimator import degradation_targets
 from .images import list_images, load_image
 from .mixture import DegradationAwareSR, MixtureConfig
+from .train import pick_device
 
 log = logging.getLogger(__name__)
 MONITOR_DEGRADATIONS = ("bicubic", "bicubic-aliased", "jpeg")
@@ -86,26 +88,11 @@ class AwareTrainConfig:
 
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> "AwareTrainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ConfigError(f"unknown train-aware config keys: {', '.join(sorted(unknown))}; "
-                              f"known: {', '.join(sorted(known))}")
-        data = dict(data)
-        if "sampler" in data:
-            data["sampler"] = SamplerConfig(**data["sampler"])
-        if "degradation" in data:
-            data["degradation"] = DegradationConfig.from_dict(data["degradation"])
-        return cls(**data)
+        return cls(**config_fields(cls, data, "train-aware"))
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "AwareTrainConfig":
-        import yaml
-
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"training config not found: {path}; pass a YAML file with AwareTrainConfig fields")
-        return cls.from_dict(yaml.safe_load(path.read_text()) or {})
+        return cls.from_dict(read_yaml(path, cls))
 
 
 # ---- model, optimizer, schedule ---------------------------------------------------------------------
@@ -250,14 +237,6 @@ def save_weights(model: DegradationAwareSR, path: Path, it: int, seconds: float,
 
 
 # ---- the loop ---------------------------------------------------------------------------------------------
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' was asked for but torch sees no CUDA GPU; use --device cpu or auto")
-    return torch.device(name)
-
 
 def train(cfg: AwareTrainConfig, resume: bool = False, minutes: Optional[float] = None,
           stop_at: Optional[int] = None) -> Path:
