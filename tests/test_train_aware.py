@@ -14,6 +14,7 @@ from conftest import REPO, smooth_image
 torch = pytest.importorskip("torch")
 
 from mlin_qgis.core.errors import ConfigError  # noqa: E402
+from mlin_qgis.ml.data import SamplerConfig  # noqa: E402
 from mlin_qgis.ml.degradation import Degradation  # noqa: E402
 from mlin_qgis.ml.estimator import degradation_targets  # noqa: E402
 from mlin_qgis.ml.onnx_import import model_from_onnx  # noqa: E402
@@ -144,3 +145,19 @@ def test_export_runs_in_the_engine_as_in_torch(images: Path, tmp_path: Path) -> 
         out = SuperResolver(code_spec(str(folder), looks), device="cpu", threads=1).upscale(
             image[0].numpy(), (52, 75), clip=False)
         assert np.abs(out - ref).max() < 3e-3, looks  # float16 storage of the experts
+
+
+def test_a_later_estimator_stretch_moves_only_the_estimator(images: Path, tmp_path: Path) -> None:
+    """`estimator_only` (chunk 2's refresh after the estimator's pooling changed): experts and gate stay."""
+    cfg = config(images, tmp_path / "run")
+    cfg.estimator_only = [[2, 3]]
+    cfg.estimator_sampler = SamplerConfig(lr_size=20, scale_min=1.2, scale_max=2.0, sample_q=64)
+    train(cfg, stop_at=2)
+    before = state(tmp_path / "run")["state_dict"]
+    train(cfg, resume=True, stop_at=3)
+    after = state(tmp_path / "run")["state_dict"]
+    moved = {k for k in before if not torch.equal(before[k], after[k])}
+    assert moved and all(k.startswith("estimator.") for k in moved), sorted(moved)[:5]
+    train(cfg, resume=True)  # and the joint training goes on after it
+    final = state(tmp_path / "run")["state_dict"]
+    assert any(not torch.equal(after[k], final[k]) for k in final if k.startswith("experts."))

@@ -12,14 +12,15 @@ from .degradation import DegradationConfig
 
 def config_fields(cls: type, data: Dict[str, Any], what: str) -> Dict[str, Any]:
     """`data` checked against `cls`'s fields (unknown keys refused, naming the known ones), with the
-    nested `sampler:` and `degradation:` blocks turned into their dataclasses."""
+    nested `sampler:`, `estimator_sampler:` and `degradation:` blocks turned into their dataclasses."""
     known = {f.name for f in fields(cls)}
     unknown = set(data) - known
     if unknown:
         raise ConfigError(f"unknown {what} config keys: {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
     data = dict(data)
-    if "sampler" in data:
-        data["sampler"] = SamplerConfig(**data["sampler"])
+    for key in ("sampler", "estimator_sampler"):
+        if data.get(key) is not None:
+            data[key] = SamplerConfig(**data[key])
     if data.get("degradation") is not None:
         data["degradation"] = DegradationConfig.from_dict(data["degradation"])
     return data

@@ -70,6 +70,10 @@ class AwareTrainConfig:
     # routes crops to meaningful experts before the experts start to move.
     estimator_warmup: int = 300
     estimator_batch_size: int = 32
+    # Later stretches [start, end) of estimator-only training, e.g. after the estimator's design changed
+    # between chunks; their crops come from `estimator_sampler` when it is set (else `sampler`).
+    estimator_only: List[List[int]] = field(default_factory=list)
+    estimator_sampler: Optional[SamplerConfig] = None
     warmup: int = 50
     sampler: SamplerConfig = field(default_factory=lambda: SamplerConfig(scale_min=1.0, scale_max=5.0))
     degradation: DegradationConfig = field(default_factory=lambda: DegradationConfig(
@@ -128,9 +132,14 @@ def optimizer_for(model: DegradationAwareSR, cfg: AwareTrainConfig) -> torch.opt
     return torch.optim.Adam(groups)
 
 
+def estimator_alone(it: int, cfg: AwareTrainConfig) -> bool:
+    """Whether iteration `it` trains the estimator alone (the warm-up or a later `estimator_only` stretch)."""
+    return it < cfg.estimator_warmup or any(start <= it < end for start, end in cfg.estimator_only)
+
+
 def lr_factor(it: int, cfg: AwareTrainConfig) -> float:
     """Linear warm-up, then cosine decay to 5 % of the base rate over `iterations`."""
-    if it < cfg.estimator_warmup:
+    if estimator_alone(it, cfg):
         return 1.0
     it -= cfg.estimator_warmup
     if it < cfg.warmup:
@@ -269,6 +278,8 @@ def train(cfg: AwareTrainConfig, resume: bool = False, minutes: Optional[float] 
     (run / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
     paths = training_images(cfg.data_root, cfg.split, cfg.split_file if cfg.split else None)
     source = CropSource(paths, cfg.sampler, cfg.seed, cfg.degradation)
+    estimator_source = (CropSource(paths, cfg.estimator_sampler, cfg.seed, cfg.degradation)
+                        if cfg.estimator_sampler is not None else source)
     dev = monitor_crops(cfg.data_root, cfg.dev_split, cfg.split_file, cfg.monitor_images) if cfg.dev_split else []
     val = monitor_crops(cfg.val_root, None, None, cfg.monitor_images)
     end = min(cfg.iterations, stop_at if stop_at is not None else cfg.iterations)
@@ -294,8 +305,9 @@ def train(cfg: AwareTrainConfig, resume: bool = False, minutes: Optional[float] 
         while it < end:
             for group in opt.param_groups:
                 group["lr"] = group["base_lr"] * lr_factor(it, cfg)
-            if it < cfg.estimator_warmup:
-                losses = estimator_loss(model, source, cfg, it, device)
+            if estimator_alone(it, cfg):
+                losses = estimator_loss(model, estimator_source if it >= cfg.estimator_warmup else source,
+                                        cfg, it, device)
             else:
                 losses = step_loss(model, source, cfg, it, batch, device)
             opt.zero_grad(set_to_none=True)
