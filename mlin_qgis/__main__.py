@@ -12,10 +12,12 @@ from typing import List, Optional
 SUBCOMMANDS = {
     "sr": ("mlin_qgis.core.cli_sr", "super-resolve a raster with an ONNX model (torch-free)"),
     "batch": ("mlin_qgis.core.cli_batch", "super-resolve every raster of a folder or glob (optionally on a Dask cluster)"),
-    "train": ("mlin_qgis.ml.train", "train the decoder (and meta-weight network) on a frozen encoder"),
+    "train": ("mlin_qgis.ml.train", "train the decoder and meta-weight network, the encoder frozen or "
+              "fine-tuned (config; the shipped models fine-tune it)"),
     "train-aware": ("mlin_qgis.ml.train_aware", "train the degradation-aware MLIN (one model reading its input), "
                     "resumable in chunks"),
-    "evaluate": ("mlin_qgis.ml.evaluate", "PSNR/SSIM of checkpoints against bicubic, whole-image protocol"),
+    "evaluate": ("mlin_qgis.ml.cli_evaluate", "PSNR/SSIM/consistency of checkpoints against bicubic, whole-image "
+                 "protocol; merge/table/paired reports"),
     "export": ("mlin_qgis.ml.export", "export a checkpoint to the encoder/decoder ONNX pair"),
     "export-aware": ("mlin_qgis.ml.export_aware", "export a degradation-aware model (train-aware) to its model folder"),
     "import-onnx": ("mlin_qgis.ml.onnx_import", "read a shipped ONNX pair back into a training checkpoint (.pth)"),

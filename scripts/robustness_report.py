@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from mlin_qgis.ml.degradation import SUITE_DESCRIPTIONS, suite_names
-from mlin_qgis.ml.evaluate import merge_results, paired_differences
+from mlin_qgis.ml.reports import merge_results, paired_differences
 
 
 def load(dirs: list[Path]) -> dict[str, dict]:

@@ -36,7 +36,8 @@ def subset(tmp_path_factory):
 def test_default_auto_meets_its_floors(subset) -> None:
     from mlin_qgis.core.auto import wants_auto
     from mlin_qgis.core.models import resolve_model
-    from mlin_qgis.ml.evaluate import AutoMethod, OnnxMethod, evaluate
+    from mlin_qgis.ml.evaluate import evaluate
+    from mlin_qgis.ml.methods import AutoMethod, OnnxMethod
 
     torch.set_num_threads(2)
     assert wants_auto(None), "auto is the default when the degradation-aware model is installed"

@@ -13,7 +13,9 @@ import torch.nn.functional as F
 from PIL import Image
 
 from conftest import needs_shared
+from mlin_qgis.ml import cli_evaluate as cli
 from mlin_qgis.ml import evaluate as ev
+from mlin_qgis.ml import methods, protocols, reports
 from mlin_qgis.ml.images import load_image
 from mlin_qgis.ml.metrics import psnr, ssim
 from mlin_qgis.ml.resize import resize_bicubic
@@ -83,24 +85,24 @@ def test_metric_input_errors() -> None:
 
 # ---------------------------------------------------------------- protocol pieces
 def test_parse_scales() -> None:
-    assert ev.parse_scales("2, 2.5,4,2") == [2.0, 2.5, 4.0]
+    assert protocols.parse_scales("2, 2.5,4,2") == [2.0, 2.5, 4.0]
     for bad in ("1", "0.5,2", "-3", "abc", "2,,3", "nan", "inf", ""):
         with pytest.raises(USER_ERRORS):
-            ev.parse_scales(bad)
+            protocols.parse_scales(bad)
 
 
 def test_protocol_sizes() -> None:
-    assert ev.protocol_sizes(257, 242, 3.0) == ((255, 240), (85, 80))
-    assert ev.protocol_sizes(256, 243, 2.5) == ((256, 242), (102, 97))  # 102.4 -> 102, 96.8 -> 97
-    assert ev.protocol_sizes(256, 256, 10.0) == ((250, 250), (25, 25))
+    assert protocols.protocol_sizes(257, 242, 3.0) == ((255, 240), (85, 80))
+    assert protocols.protocol_sizes(256, 243, 2.5) == ((256, 242), (102, 97))  # 102.4 -> 102, 96.8 -> 97
+    assert protocols.protocol_sizes(256, 256, 10.0) == ((250, 250), (25, 25))
 
 
 def test_parse_checkpoint_arg(tmp_path: Path) -> None:
-    assert ev.parse_checkpoint_arg("mlin=runs/a/best.pth") == ("mlin", Path("runs/a/best.pth"))
-    assert ev.parse_checkpoint_arg("runs/a/best.pth") == ("best", Path("runs/a/best.pth"))
+    assert methods.parse_checkpoint_arg("mlin=runs/a/best.pth") == ("mlin", Path("runs/a/best.pth"))
+    assert methods.parse_checkpoint_arg("runs/a/best.pth") == ("best", Path("runs/a/best.pth"))
     odd = tmp_path / "x=y.pth"
     odd.write_bytes(b"")
-    assert ev.parse_checkpoint_arg(str(odd)) == ("x=y", odd)
+    assert methods.parse_checkpoint_arg(str(odd)) == ("x=y", odd)
 
 
 # ---------------------------------------------------------------- evaluate with stand-in models
@@ -158,7 +160,8 @@ def test_evaluate_stand_in_models(tiny_dataset: Path, tmp_path: Path) -> None:
     saved = json.loads((out / "results.json").read_text())
     assert saved["mean"]["nearest"]["3"]["psnr"] == pytest.approx(res["mean"]["nearest"]["3"]["psnr"])
     md = (out / "results.md").read_text()
-    assert "| method | x2 PSNR | x2 SSIM | x2.5 PSNR | x2.5 SSIM | x3 PSNR | x3 SSIM |" in md
+    assert ("| method | x2 PSNR | x2 SSIM | x2 cons. DN | x2.5 PSNR | x2.5 SSIM | x2.5 cons. DN | x3 PSNR | x3 SSIM "
+            "| x3 cons. DN |") in md
     row = next(line for line in md.splitlines() if line.startswith("| nearest |"))
     assert f"{res['mean']['nearest']['2']['psnr']:.2f}" in row
 
@@ -183,21 +186,21 @@ def test_evaluate_limit_and_errors(tiny_dataset: Path, tmp_path: Path) -> None:
 
 def _cli(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="evaluate")
-    ev.add_arguments(parser)
+    cli.add_arguments(parser)
     return parser.parse_args(argv)
 
 
 def test_cli_errors_return_2(tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert ev.run(_cli(["--checkpoint", str(tmp_path / "nope.pth"), "--data", str(tiny_dataset)])) == 2
+    assert cli.run(_cli(["--checkpoint", str(tmp_path / "nope.pth"), "--data", str(tiny_dataset)])) == 2
     assert "nope.pth does not exist" in capsys.readouterr().err
     ckpt = tmp_path / "garbage.pth"
     ckpt.write_bytes(b"not a checkpoint")
-    assert ev.run(_cli(["--checkpoint", str(ckpt), "--data", str(tiny_dataset), "--scales", "0.5"])) == 2
+    assert cli.run(_cli(["--checkpoint", str(ckpt), "--data", str(tiny_dataset), "--scales", "0.5"])) == 2
     assert "greater than 1" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
-    assert ev.run(_cli(["--checkpoint", str(ckpt), "--data", str(tmp_path / "empty")])) == 2
+    assert cli.run(_cli(["--checkpoint", str(ckpt), "--data", str(tmp_path / "empty")])) == 2
     assert "no images" in capsys.readouterr().err
-    assert ev.run(_cli(["--checkpoint", f"a={ckpt}", "--checkpoint", f"a={ckpt}",
+    assert cli.run(_cli(["--checkpoint", f"a={ckpt}", "--checkpoint", f"a={ckpt}",
                         "--data", str(tiny_dataset)])) == 2
     assert "two checkpoints are named 'a'" in capsys.readouterr().err
 
@@ -215,7 +218,7 @@ def test_real_liif_beats_bicubic_at_x2(tmp_path: Path, capsys: pytest.CaptureFix
     out = tmp_path / "out"
     args = _cli(["--checkpoint", f"liif={LIIF_CKPT}", "--data", str(data), "--scales", "2,3",
                  "--out", str(out)])
-    assert ev.run(args) == 0
+    assert cli.run(args) == 0
     printed = capsys.readouterr().out
     assert "| liif |" in printed and "| bicubic |" in printed
     first = json.loads((out / "results.json").read_text())
@@ -227,7 +230,7 @@ def test_real_liif_beats_bicubic_at_x2(tmp_path: Path, capsys: pytest.CaptureFix
 
 
 def test_merge_results_joins_methods_and_refuses_other_images():
-    from mlin_qgis.ml.evaluate import merge_results
+    from mlin_qgis.ml.reports import merge_results
 
     def part(method: str, value: float, images: list[str]) -> dict:
         cell = {"x2": {"psnr": value, "ssim": 0.5}}
@@ -260,7 +263,7 @@ def test_onnx_model_folder_evaluates_like_its_checkpoint(tmp_path: Path) -> None
 
 
 def test_paired_diff_by_hand() -> None:
-    markdown, paired = ev.paired_markdown, ev.paired_differences
+    markdown, paired = reports.paired_markdown, reports.paired_differences
 
     per = {"a": {"2": {"psnr": [30.0, 31.0, 32.0], "ssim": [0.9, 0.8, 0.7]}},
            "b": {"2": {"psnr": [29.0, 31.5, 31.0], "ssim": [0.9, 0.7, 0.6]}}}
@@ -270,6 +273,12 @@ def test_paired_diff_by_hand() -> None:
     assert rows[0]["psnr"]["mean"] == pytest.approx(0.5) and rows[0]["psnr"]["se"] == pytest.approx(0.5)
     assert rows[0]["ssim"]["wins"] == 2 and rows[0]["ssim"]["ties"] == 1
     assert "| x2 | +0.5000 ± 0.5000 | 2/3 |" in markdown(rows, "a", "b")
+    # consistency (DN): lower is better, so A "wins" where its RMS is below B's
+    per["a"]["2"]["consistency"] = [1.0, 2.0, 0.5]
+    per["b"]["2"]["consistency"] = [2.0, 1.0, 0.5]
+    rows = paired({"per_image": per}, "a", "b")
+    assert rows[0]["consistency"]["wins"] == 1 and rows[0]["consistency"]["ties"] == 1
+    assert "| x2 | +0.5000 ± 0.5000 | 2/3 | +0.0667 ± 0.0333 | 2/3 | +0.000 ± 0.577 | 1/3 |" in markdown(rows, "a", "b")
     with pytest.raises(USER_ERRORS, match="no method 'c'"):
         paired({"per_image": per}, "a", "c")
 
@@ -332,26 +341,96 @@ def test_cli_several_degradations_write_one_table_each(tiny_dataset: Path, tmp_p
     out = tmp_path / "suite"
     args = _cli(["--checkpoint", f"b={tmp_path / 'nope.pth'}", "--data", str(tiny_dataset),
                  "--degradation", "bicubic,noise,fog", "--out", str(out)])
-    assert ev.run(args) == 2 and not out.exists()  # 'fog' is refused before anything runs
-    assert ev.run(_cli(["--checkpoint", f"b={tmp_path / 'nope.pth'}", "--data", str(tiny_dataset),
+    assert cli.run(args) == 2 and not out.exists()  # 'fog' is refused before anything runs
+    assert cli.run(_cli(["--checkpoint", f"b={tmp_path / 'nope.pth'}", "--data", str(tiny_dataset),
                         "--degradation", "blur,mixed", "--out", str(out)])) == 2  # missing checkpoint
-    ev.run  # the happy path with a real model is in the ONNX evaluation test
+    cli.run  # the happy path with a real model is in the ONNX evaluation test
 
 
 def test_merge_table_and_paired_actions(tiny_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     a, b = tmp_path / "a", tmp_path / "b"
     ev.evaluate({"bicubic-model": BicubicSR()}, tiny_dataset, "2", out_dir=a, progress=False)
     ev.evaluate({"nearest": NearestSR()}, tiny_dataset, "2", out_dir=b, progress=False)
-    assert ev.run(_cli(["merge", str(tmp_path / "m"), str(a / "results.json"), str(b)])) == 0
+    assert cli.run(_cli(["merge", str(tmp_path / "m"), str(a / "results.json"), str(b)])) == 0
     merged = json.loads((tmp_path / "m" / "results.json").read_text())
     assert merged["methods"] == ["bicubic", "bicubic-model", "nearest"]
     capsys.readouterr()
-    assert ev.run(_cli(["table", str(tmp_path / "m"), "nearest=Nearest neighbour"])) == 0
+    assert cli.run(_cli(["table", str(tmp_path / "m"), "nearest=Nearest neighbour"])) == 0
     out = capsys.readouterr().out
     assert "| Nearest neighbour | " in out and "2 images from" in out
-    assert ev.run(_cli(["paired", str(tmp_path / "m"), "nearest", "bicubic"])) == 0
+    assert cli.run(_cli(["paired", str(tmp_path / "m"), "nearest", "bicubic"])) == 0
     assert "| x2 | -" in capsys.readouterr().out  # nearest loses to bicubic on every image
-    assert ev.run(_cli(["paired", str(tmp_path / "m"), "nearest"])) == 2
+    assert cli.run(_cli(["paired", str(tmp_path / "m"), "nearest"])) == 2
     assert "evaluate paired RESULTS_JSON METHOD_A METHOD_B" in capsys.readouterr().err
-    assert ev.run(_cli(["table", str(tmp_path / "nothing")])) == 2
+    assert cli.run(_cli(["table", str(tmp_path / "nothing")])) == 2
     assert "no evaluation results at" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- consistency and the fidelity option
+def test_consistency_by_hand(tiny_dataset: Path) -> None:
+    res = ev.evaluate({"nearest": NearestSR()}, tiny_dataset, "2,2.5", progress=False)
+    # nearest at x2 repeats each LR pixel 2x2, so its area average gives LR back exactly
+    assert max(res["per_image"]["nearest"]["2"]["consistency"]) < 1e-9
+    # bicubic at x2: the area average is the 2x2 mean; RMS against LR, in DN
+    img = torch.from_numpy(load_image(tiny_dataset / "fields" / "fields01.png")).permute(2, 0, 1).double() / 255
+    hr = img[:, :48, :50].float()
+    lr = resize_bicubic(hr, (24, 25))
+    bic = resize_bicubic(lr, (48, 50), quantize=False).clamp(0, 1).double()
+    rms = float(((F.avg_pool2d(bic[None], 2)[0] - lr.double()) ** 2).mean().sqrt()) * 255
+    assert res["per_image"]["bicubic"]["2"]["consistency"][0] == pytest.approx(rms, abs=1e-6)
+    assert res["mean"]["bicubic"]["2.5"]["consistency"] > 0.1
+    assert set(res["hr_consistency"]["mean"]) == {"2", "2.5"}  # the truth's own, for reference
+
+
+def test_fidelity_twins_average_back_to_lr(tiny_dataset: Path, tmp_path: Path) -> None:
+    res = ev.evaluate({"nearest": NearestSR()}, tiny_dataset, "2,2.5", fidelity=True, out_dir=tmp_path / "o",
+                      progress=False)
+    assert res["methods"] == ["bicubic", "bicubic+fidelity", "nearest", "nearest+fidelity"]
+    mean, per = res["mean"], res["per_image"]
+    for key in ("2", "2.5"):
+        for name in ("bicubic", "nearest"):
+            assert mean[f"{name}+fidelity"][key]["consistency"] < 0.05, (name, key)
+        assert mean["bicubic"][key]["consistency"] > 10 * mean["bicubic+fidelity"][key]["consistency"]
+    # nearest at x2 already averages back to LR: the correction leaves it as it was
+    assert per["nearest+fidelity"]["2"]["psnr"] == pytest.approx(per["nearest"]["2"]["psnr"], abs=1e-6)
+    assert "| nearest+fidelity |" in (tmp_path / "o" / "results.md").read_text()
+    rows = reports.paired_differences(res, "bicubic+fidelity", "bicubic")
+    assert all(r["consistency"]["wins"] == 2 for r in rows)
+    assert "lower (consistency)" in reports.paired_markdown(rows, "bicubic+fidelity", "bicubic")
+    assert "x2 consistency (DN)" in reports.quality_table(res)
+    with pytest.raises(USER_ERRORS, match="taken by a checkpoint"):
+        ev.evaluate({"nearest": NearestSR(), "nearest+fidelity": NearestSR()}, tiny_dataset, "2", fidelity=True,
+                    progress=False)
+
+
+def test_reports_read_results_without_consistency(tiny_dataset: Path) -> None:
+    """results.json files written before the consistency column still make tables and paired reports."""
+    res = ev.evaluate({"nearest": NearestSR()}, tiny_dataset, "2", progress=False)
+    for cells in (*res["mean"].values(), *res["per_image"].values()):
+        del cells["2"]["consistency"]
+    assert "cons. DN" not in ev.format_table(res) and "| nearest |" in ev.format_table(res)
+    assert "consistency" not in reports.quality_table(res)
+    rows = reports.paired_differences(res, "nearest", "bicubic")
+    assert "consistency" not in rows[0] and "consistency" not in reports.paired_markdown(rows, "nearest", "bicubic")
+
+
+@needs_shared(UCM_VAL)
+def test_fidelity_option_on_real_val_images(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Two real val crops through the shipped LIIF folder: the SR output does not average back to LR
+    (> 0.5 DN), the corrected one does (< 0.5 DN before rounding), and bicubic's consistency is reported."""
+    data = tmp_path / "crops"
+    data.mkdir()
+    for cls in ("agricultural", "harbor"):
+        src = sorted((UCM_VAL / cls).glob("*.png"))[0]
+        Image.fromarray(load_image(src)[64:160, 64:160]).save(data / f"{cls}.png")
+    liif = Path(__file__).resolve().parents[1] / "models" / "liif-edsr-div2k"
+    out = tmp_path / "out"
+    assert cli.run(_cli(["--checkpoint", f"liif={liif}", "--data", str(data), "--scales", "2,2.5",
+                         "--fidelity", "--out", str(out)])) == 0
+    assert "| liif+fidelity |" in capsys.readouterr().out
+    mean = json.loads((out / "results.json").read_text())["mean"]
+    for key in ("2", "2.5"):
+        assert mean["liif"][key]["consistency"] > 0.5 > mean["liif+fidelity"][key]["consistency"], (key, mean)
+        assert mean["bicubic"][key]["consistency"] > 0.5 > mean["bicubic+fidelity"][key]["consistency"]
+    assert cli.run(_cli(["paired", str(out), "liif+fidelity", "liif"])) == 0
+    assert "Δconsistency (DN)" in capsys.readouterr().out
