@@ -13,7 +13,7 @@ SUBCOMMANDS = {
     "sr": ("mlin_qgis.core.cli_sr", "super-resolve a raster with an ONNX model (torch-free)"),
     "batch": ("mlin_qgis.core.cli_batch", "super-resolve every raster of a folder or glob (optionally on a Dask cluster)"),
     "train": ("mlin_qgis.ml.train", "train the decoder and meta-weight network, the encoder frozen or "
-              "fine-tuned (config; the shipped models fine-tune it)"),
+              "fine-tuned (train_encoder; the default model fine-tuned it)"),
     "train-aware": ("mlin_qgis.ml.train_aware", "train the degradation-aware MLIN (one model reading its input), "
                     "resumable in chunks"),
     "evaluate": ("mlin_qgis.ml.cli_evaluate", "PSNR/SSIM/consistency of checkpoints against bicubic, whole-image "

@@ -1,4 +1,5 @@
-"""ImplicitSR = frozen encoder + implicit decoder; loading and saving checkpoints.
+"""ImplicitSR = encoder (frozen for MLIN's paper setting, fine-tuned in the shipped default) + implicit
+decoder; loading and saving checkpoints.
 
 Checkpoints carry their own spec (encoder name, decoder config) so loading needs no config file.
 Two kinds load: the official LIIF checkpoint (`{'model': {'name': 'liif', 'args', 'sd'}}`) and ours
