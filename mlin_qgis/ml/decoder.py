@@ -19,9 +19,12 @@ from torch import nn
 
 from mlin_qgis.core.errors import ConfigError
 
+from .registry import Registry
+
 # The four neighbours in LIIF's loop order: (row shift, col shift).
 NEIGHBOURS: Tuple[Tuple[int, int], ...] = ((-1, -1), (-1, 1), (1, -1), (1, 1))
-WEIGHTINGS = ("area", "meta")
+# How the four neighbour predictions are mixed, by config name: a factory of the learned part (None: none).
+WEIGHTINGS: Registry[Optional[nn.Module]] = Registry("weighting")
 # Nudges a query that sits exactly on a code centre to the same side LIIF's eps_shift picks.
 _EPS_PX = 1e-4
 _LIIF_EPS = 1e-6
@@ -39,8 +42,7 @@ class DecoderConfig:
     meta_residual: bool = True
 
     def __post_init__(self) -> None:
-        if self.weighting not in WEIGHTINGS:
-            raise ConfigError(f"unknown weighting '{self.weighting}'; choose one of: {', '.join(WEIGHTINGS)}")
+        WEIGHTINGS.get(self.weighting)  # an unknown name fails here, listing the registered ones
 
 
 class MLP(nn.Module):
@@ -103,16 +105,29 @@ class MetaWeightNet(nn.Module):
         return self.logits_from_stack(torch.stack(hiddens, dim=-2))
 
 
+@WEIGHTINGS.register("area")
+def area_weighting(cfg: DecoderConfig) -> None:
+    """LIIF's local ensemble: the areas alone weight the neighbours, nothing is learned."""
+    return None
+
+
+@WEIGHTINGS.register("meta")
+def meta_weighting(cfg: DecoderConfig) -> MetaWeightNet:
+    """MLIN: a meta-weight network reading the trunk's last hidden layer, so the trunk needs one."""
+    if not cfg.hidden:
+        raise ConfigError("meta weighting needs a decoder MLP with a hidden layer (the meta network reads the last)")
+    return MetaWeightNet(cfg.hidden[-1], cfg.meta_embed, cfg.meta_hidden)
+
+
 class ImplicitDecoder(nn.Module):
     def __init__(self, cfg: Optional[DecoderConfig] = None) -> None:
         super().__init__()
         self.cfg = cfg = cfg if cfg is not None else DecoderConfig()
         self.code_dim = cfg.feat_dim * 9
         in_dim = self.code_dim + 4
-        if cfg.weighting == "meta" and not cfg.hidden:
-            raise ConfigError("meta weighting needs a decoder MLP with a hidden layer (the meta network reads the last)")
         self.imnet = MLP(in_dim, cfg.hidden, cfg.out_dim)
-        self.meta = MetaWeightNet(cfg.hidden[-1], cfg.meta_embed, cfg.meta_hidden) if cfg.weighting == "meta" else None
+        # after the MLP, as always: the random initialisation order (and so every seeded run) is unchanged
+        self.meta = WEIGHTINGS.get(cfg.weighting)(cfg)
 
     # ---- factored path -------------------------------------------------------------------
     @property

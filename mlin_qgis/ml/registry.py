@@ -1,4 +1,5 @@
-"""A tiny name -> factory registry, so configs pick encoders and weightings by name."""
+"""A tiny name -> factory registry, so configs pick encoders (encoders.py) and neighbour weightings
+(decoder.py) by name, and a wrong name lists the choices."""
 from __future__ import annotations
 
 from typing import Callable, Dict, Generic, TypeVar
