@@ -17,10 +17,9 @@ import torch
 from osgeo import gdal
 from PIL import Image, ImageDraw
 
-from mlin_qgis.core.auto import aware_folder
+from mlin_qgis.core.auto import auto_decision, aware_folder
 from mlin_qgis.core.aware import code_spec
 from mlin_qgis.core.engine import SuperResolver, open_engine
-from mlin_qgis.core.pipeline import auto_decision
 from mlin_qgis.ml.artefacts import artefact_scores
 from mlin_qgis.ml.resize import resize_bicubic
 

@@ -10,13 +10,16 @@ import pytest
 from conftest import smooth_image
 from mlin_qgis.core import calibration, pipeline
 from mlin_qgis.core.calibration import Throughput, throughput
+from mlin_qgis.core.card import ModelCard
+from mlin_qgis.core.run_plan import default_tile
+from mlin_qgis.core.tiling import halo_for, plan_tiles
 
 
 @pytest.fixture
 def fresh_cache(tmp_path, monkeypatch):
     monkeypatch.setenv(calibration.ENV_CACHE_DIR, str(tmp_path / "cache"))
     monkeypatch.setattr(calibration, "_memory", {})
-    monkeypatch.setattr(pipeline, "_measured", {})
+    monkeypatch.setattr(calibration, "_measured", {})
     return tmp_path / "cache" / "calibration.json"
 
 
@@ -40,8 +43,8 @@ def test_estimate_uses_the_calibration_then_the_last_run(tiny_model: Path, make_
     est = pipeline.estimate(src, 2.0, model=tiny_model)
     assert "calibration run on this machine" in est.basis
     # the formula: every tile's LR read (halo included) through the encoder, every output pixel decoded
-    halo = pipeline.halo_for(pipeline.ModelCard.from_onnx(tiny_model / "decoder.onnx").receptive_field)
-    tiles = pipeline.plan_tiles((60, 70), (120, 140), pipeline._default_tile(rate.provider, 2.0), halo)
+    halo = halo_for(ModelCard.from_onnx(tiny_model / "decoder.onnx").receptive_field)
+    tiles = plan_tiles((60, 70), (120, 140), default_tile(rate.provider, 2.0), halo)
     lr_read = sum(t.rows.read_size * t.cols.read_size for t in tiles)
     assert est.seconds == pytest.approx(rate.seconds(lr_read, 120 * 140))
     assert pipeline.estimate(src, 2.0, model=tiny_model, ensemble=8).seconds == pytest.approx(8 * est.seconds)

@@ -13,7 +13,9 @@ from osgeo import gdal, osr
 
 from conftest import TINY_CARD, smooth_image, write_geotiff
 from mlin_qgis.core.errors import MlinCancelled, MlinError
-from mlin_qgis.core.pipeline import COMPRESSION_FACTOR, Estimate, SuperResolveRequest, estimate, estimate_bytes, superresolve
+from mlin_qgis.core.estimates import Estimate, estimate
+from mlin_qgis.core.outputs import COMPRESSION_FACTOR, estimate_bytes
+from mlin_qgis.core.pipeline import SuperResolveRequest, superresolve
 from mlin_qgis.core.tiling import nearest_index, query_coords
 
 RGB = [gdal.GCI_RedBand, gdal.GCI_GreenBand, gdal.GCI_BlueBand]
@@ -395,7 +397,7 @@ def test_few_valid_pixels_missed_by_decimation_still_run(tiny_model: Path, make_
     src[0, 1, 1] = 90
     inp = make_raster(src, nodata=0, options=["TILED=YES", "COMPRESS=DEFLATE"])
     from mlin_qgis.core import raster_io
-    from mlin_qgis.core.pipeline import compute_stats
+    from mlin_qgis.core.inputs import compute_stats
     ds = raster_io.open_raster(inp)
     info = raster_io.describe(ds, inp)
     stats = compute_stats(ds, info, raster_io.plan_bands(info))
@@ -431,8 +433,9 @@ def test_estimate(tiny_model: Path, rgb_u8: Path, tmp_path: Path) -> None:
     assert real <= est.bytes
     measured = estimate(rgb_u8, 2.7, model=tiny_model)
     # now from this machine's measured throughput, not the built-in guess
+    from mlin_qgis.core.calibration import measured_throughput
+    from mlin_qgis.core.estimates import DEFAULT_MPX_PER_S
     from mlin_qgis.core.models import resolve_model
-    from mlin_qgis.core.pipeline import DEFAULT_MPX_PER_S, measured_throughput
 
     rate = measured_throughput(resolve_model(tiny_model), "CPUExecutionProvider")
     assert rate is not None and rate != DEFAULT_MPX_PER_S["CPUExecutionProvider"]
@@ -523,18 +526,40 @@ def test_cancel_mid_tile_stops_before_the_tiles_remaining_chunks(tiny_model: Pat
     assert not out.exists() and not [p for p in tmp_path.iterdir() if "partial" in p.name]
 
 
-def test_flushing_each_tile_row_writes_the_same_bytes(tiny_model, make_raster, tmp_path, monkeypatch) -> None:
-    """The per-row flush that keeps memory flat must not change a single byte of the output."""
-    from mlin_qgis.core import pipeline as pl
+def test_row_bands_write_the_same_bytes_as_every_window_then_close(tmp_path) -> None:
+    """The row buffer that keeps memory flat (whole rows of GeoTIFF blocks, flushed as they complete) must
+    give the very bytes of writing every tile's window as it comes and letting GDAL flush at close."""
+    from mlin_qgis.core import raster_io
+    from mlin_qgis.core.band_writer import RowBands, write_mask
+    from mlin_qgis.core.normalise import dtype_info
 
-    data = np.rint(smooth_image(70, 90) * 255).astype(np.uint8)
-    data[:, 10:20, 30:50] = 0
-    inp = make_raster(data, nodata=0)
+    h, w = 600, 530  # several 256-px block rows, ragged last tile row and column
+    data = np.rint(smooth_image(h, w) * 255).astype(np.uint8)
+    mask = np.where(data[0] > 40, 255, 0).astype(np.uint8)
+    dtype = dtype_info(gdal.GDT_Byte)
+    windows = [(r, c, min(70, h - r), min(90, w - c)) for r in range(0, h, 70) for c in range(0, w, 90)]
     files = {}
-    for flush in (True, False):
-        monkeypatch.setattr(pl, "FLUSH_EACH_TILE_ROW", flush)
-        out = tmp_path / f"out_{flush}.tif"
-        result = pl.superresolve(pl.SuperResolveRequest(inp, out, 2.5, model=tiny_model, tile_size=16, threads=1))
-        assert result.tiles > 8
-        files[flush] = out.read_bytes()
+    for buffered in (True, False):
+        path = tmp_path / f"out_{buffered}.tif"
+        ds = raster_io.create_gtiff(path, w, h, 3, dtype, raster_io.gtiff_options(dtype, rgb=True))
+        raster_io.create_internal_mask(ds)
+        values = RowBands(lambda a, y: raster_io.write_window(ds, a, 0, y), 3, w, np.dtype(np.uint8))
+        masks = RowBands(lambda a, y: write_mask(ds, a[0], 0, y), 1, w, np.dtype(np.uint8))
+        for k, (r, c, rows, cols) in enumerate(windows):
+            if buffered and k and r != windows[k - 1][0]:
+                if values.complete_to(r) | masks.complete_to(r):
+                    ds.FlushCache()
+            part = data[:, r:r + rows, c:c + cols]
+            if buffered:
+                values.put(part, r, c)
+                masks.put(mask[None, r:r + rows, c:c + cols], r, c)
+            else:
+                raster_io.write_window(ds, part, c, r)
+                write_mask(ds, mask[r:r + rows, c:c + cols], c, r)
+        if buffered:
+            values.complete_to(None)
+            masks.complete_to(None)
+        raster_io.close(ds)
+        ds = None
+        files[buffered] = path.read_bytes()
     assert files[True] == files[False]

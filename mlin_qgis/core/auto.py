@@ -14,6 +14,7 @@ import copy
 import logging
 import os
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 from osgeo import gdal
@@ -22,6 +23,7 @@ from . import raster_io
 from .aware import InputLooks, decide_looks, is_aware_dir, parse_code_spec, sample_windows
 from .card import ModelCard
 from .errors import MlinError
+from .inputs import compute_stats
 from .models import AUTO_MODEL, AWARE_MODEL, ModelEntry, decoder_file, resolve_model, spec_variant
 from .normalise import BandStats, to_unit
 from .raster_io import BandPlan, RasterInfo
@@ -117,3 +119,16 @@ def decide_input_looks(folder: Path, looks: str, src: gdal.Dataset, info: Raster
                                                                                   count, strict))
     log.info("input looks: %s", decision.describe())
     return decision
+
+
+def auto_decision(input_path: str | os.PathLike, bands: Sequence[int] | None = None, all_bands: bool = False,
+                  input_looks: str = "auto") -> InputLooks:
+    """How ``auto`` reads this raster (the code it will run with), without running anything else: the
+    same windows, statistics and estimator as a run (scripts and the dialog report it)."""
+    folder = aware_folder(AUTO_MODEL)
+    if folder is None:
+        raise MlinError(f"model '{AUTO_MODEL}' needs {AWARE_MODEL}; choose a model by name.")
+    ds = raster_io.open_raster(input_path)
+    info = raster_io.describe(ds, input_path)
+    plan = raster_io.plan_bands(info, bands, all_bands)
+    return decide_input_looks(folder, input_looks, ds, info, plan, compute_stats(ds, info, plan))

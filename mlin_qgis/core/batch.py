@@ -22,7 +22,7 @@ from .auto import wants_auto
 from .card import ModelCard
 from .errors import ConfigError, MlinCancelled, MlinError
 from .models import AUTO_MODEL, decoder_file, resolve_model, spec_variant
-from .pipeline import SuperResolveRequest
+from .request import SuperResolveRequest
 
 log = logging.getLogger(__name__)
 

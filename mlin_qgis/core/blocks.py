@@ -25,11 +25,14 @@ import numpy as np
 from osgeo import gdal
 
 from . import raster_io
+from .band_writer import RowBands, TileWriter, write_mask
 from .card import ModelCard
 from .engine import SuperResolver
 from .errors import MlinError, RasterError
 from .fidelity_report import FidelityReport
-from .pipeline import AtomicOutputs, RowBands, RunPlan, TileWriter, compute_tile, write_mask
+from .outputs import AtomicOutputs
+from .run_plan import RunPlan
+from .tile_compute import compute_tile
 from .tiling import Tile
 
 log = logging.getLogger(__name__)

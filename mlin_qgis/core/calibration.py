@@ -5,7 +5,8 @@ measurement instead: encode a 64x64 LR image and decode a 96x96 output window (w
 on a CPU), which gives seconds per LR pixel (encoder) and per output pixel (decoder). A run costs
 ``band groups x passes x (LR pixels read, halos included, x encoder cost + output pixels x decoder
 cost)``. Results are cached per model file, provider and thread count, in memory and in a small
-JSON file (``$MLIN_CACHE_DIR`` or the user's cache folder), so QGIS sessions reuse them.
+JSON file (``$MLIN_CACHE_DIR`` or the user's cache folder), so QGIS sessions reuse them. A real run
+records its own speed here too (:func:`record_run`), which later estimates in the process prefer.
 """
 from __future__ import annotations
 
@@ -51,6 +52,18 @@ class Throughput:
 
 _memory: dict[str, Throughput] = {}
 _providers: dict[tuple[str, str, int | None], str] = {}  # (model, device, threads) -> provider that ran
+_measured: dict[tuple[str, str], float] = {}  # (model spec, provider) -> output Mpx/s of the last real run
+
+
+def record_run(model_spec: str, provider: str, mpx_per_s: float) -> None:
+    """Remember a finished run's speed (output Mpx/s per band group and pass) for later estimates."""
+    _measured[(model_spec, provider)] = mpx_per_s
+
+
+def measured_throughput(model: str | os.PathLike, provider: str) -> float | None:
+    """Output Mpx/s (per band group) of the last run in this process with that model (its folder, or
+    FOLDER@variant, FOLDER#code=...: what the engine calls its ``model_spec``) and provider."""
+    return _measured.get((str(model), provider))
 
 
 def cache_file() -> Path:

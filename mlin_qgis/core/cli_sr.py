@@ -16,11 +16,14 @@ from typing import Any, TextIO
 from . import raster_io
 from .aware import LOOKS, LOOKS_HELP
 from .errors import MlinError
+from .estimates import estimate
 from .exits import EXIT_BAD_INPUT as EXIT_BAD_INPUT
 from .exits import EXIT_CANCELLED as EXIT_CANCELLED
 from .exits import EXIT_OK, exit_code
+from .inputs import check_scale
 from .limits import output_grid
-from .pipeline import SuperResolveRequest, check_scale, estimate, superresolve
+from .pipeline import superresolve
+from .request import SuperResolveRequest
 
 
 def _bands(text: str) -> list[int]:

@@ -41,7 +41,10 @@ from .blocks import (
 from .engine import Engine, open_engine
 from .errors import ConfigError, MlinCancelled, MlinError
 from .fidelity_report import FidelityReport
-from .pipeline import CancelFn, ProgressFn, RunPlan, SuperResolveRequest, check_free_space, check_scale, estimate_bytes, plan_run
+from .inputs import check_scale
+from .outputs import check_free_space, estimate_bytes
+from .request import CancelFn, ProgressFn, SuperResolveRequest
+from .run_plan import RunPlan, plan_run
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from .tiling import nearest_index
 if TYPE_CHECKING:
     from osgeo import gdal
 
-    from .pipeline import RunPlan
+    from .run_plan import RunPlan
 
 log = logging.getLogger(__name__)
 
