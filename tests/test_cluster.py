@@ -23,7 +23,7 @@ distributed = pytest.importorskip("distributed", reason="dask[distributed] is in
 
 from mlin_qgis.core.blocks import MANIFEST, Manifest, parts_folder, plan_blocks  # noqa: E402
 from mlin_qgis.core.cluster import ClusterConfig, ClusterSession, superresolve_on_cluster  # noqa: E402
-from mlin_qgis.core.errors import ConfigError, MlinCancelled, MlinError  # noqa: E402
+from mlin_qgis.core.errors import ConfigError, MlinCancelled, MlinError, RasterError  # noqa: E402
 from mlin_qgis.core.pipeline import SuperResolveRequest, superresolve  # noqa: E402
 from mlin_qgis.core.tiling import plan_tiles  # noqa: E402
 
@@ -219,19 +219,26 @@ def _corrupt_one_block(path: Path, xblock: int) -> None:
         f.write(b"\xff" * size)
 
 
-def test_unreadable_window_fails_the_run_naming_it_and_keeps_finished_parts(cluster, tiny_model: Path,
-                                                                            tmp_path: Path) -> None:
-    # 2200 px wide: the statistics read is decimated and served by the overview, so only the block
-    # that reads the damaged full-resolution window fails
-    inp = rgb_raster(tmp_path / "in.tif", 8, 2200, options=["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=16",
-                                                           "COMPRESS=DEFLATE", "INTERLEAVE=BAND"])
+def _damaged_raster(path: Path) -> Path:
+    """2200 px wide: the statistics read is decimated and served by the overview, so only the block
+    that reads the damaged full-resolution window (x 2048-2199, the last block's input) fails."""
+    inp = rgb_raster(path, 8, 2200, options=["TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=16",
+                                             "COMPRESS=DEFLATE", "INTERLEAVE=BAND"])
     ds = gdal.Open(str(inp), gdal.GA_Update)
     ds.BuildOverviews("AVERAGE", [2, 4])
     ds = None
-    _corrupt_one_block(inp, 8)  # x 2048-2199: the last block's input
+    _corrupt_one_block(inp, 8)
+    return inp
+
+
+def test_unreadable_window_fails_the_run_naming_it_and_keeps_finished_parts(cluster, tiny_model: Path,
+                                                                            tmp_path: Path) -> None:
+    inp = _damaged_raster(tmp_path / "in.tif")
     out = tmp_path / "out.tif"
     with session_for(cluster, block_px=512) as session, pytest.raises(MlinError) as err:
         superresolve_on_cluster(request(inp, out, tiny_model, tile_size=256), session)
+    # the worker's error class comes back as such (compute_block's RasterError), not a generic one
+    assert type(err.value) is RasterError
     message = str(err.value)
     named = re.search(r"input window x (\d+)-(\d+)", message)
     assert named and int(named.group(2)) >= 2048, f"the failing window reads the damaged pixels: {message}"
@@ -247,6 +254,33 @@ def _run_cli(*argv: str, timeout: float = 300) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     return subprocess.run([sys.executable, "-m", "mlin_qgis", *argv], cwd=str(REPO), env=env, capture_output=True,
                           text=True, timeout=timeout)
+
+
+def test_a_block_failing_on_bad_input_is_one_clear_line_at_the_client(cluster, tiny_model: Path,
+                                                                      tmp_path: Path) -> None:
+    """`sr --cluster`: a worker's failure (one block reads a damaged window) ends the command with one
+    error line naming that block, exit code 2, no traceback; the finished parts are kept."""
+    inp = _damaged_raster(tmp_path / "in.tif")
+    out = tmp_path / "out.tif"
+    run = _run_cli("sr", str(inp), str(out), "--scale", "2", "--model", str(tiny_model), "--threads", "1",
+                   "--cluster", cluster.scheduler_address, "--block-size", "512", "--tile-size", "256")
+    assert run.returncode == 2, run.stderr
+    errors = [line for line in run.stderr.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and errors[0].startswith("mlin sr: error: block "), run.stderr
+    assert "input window x" in errors[0] and "finished block(s) are kept" in errors[0]
+    assert "Traceback" not in run.stderr and not out.exists()
+
+
+def test_client_error_keeps_the_worker_class_and_names_other_failures_in_one_line(tmp_path: Path) -> None:
+    from mlin_qgis.core.cluster_worker import BlockFailure, client_error
+
+    block = plan_blocks(plan_tiles((120, 160), (240, 320), TILE, 5), BLOCK)[3]
+    kept = client_error(block, BlockFailure("block 3 of in.tif failed: unreadable.", RasterError), 2, tmp_path)
+    assert type(kept) is RasterError and str(kept).startswith("block 3 of in.tif failed: unreadable.")
+    assert f"2 finished block(s) are kept in {tmp_path}" in str(kept)
+    other = client_error(block, RuntimeError("worker died\nwhile\n  computing"), 0, tmp_path)
+    assert type(other) is MlinError and "\n" not in str(other)
+    assert str(other).startswith(f"{block.describe()} failed on the cluster (RuntimeError: worker died while computing)")
 
 
 def test_batch_over_a_folder_with_one_broken_file(cluster, tiny_model: Path, tmp_path: Path) -> None:

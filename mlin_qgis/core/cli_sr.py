@@ -15,6 +15,8 @@ from typing import Any, TextIO
 
 from . import raster_io
 from .aware import LOOKS, LOOKS_HELP
+from .blocks import DEFAULT_BLOCK_PX
+from .cluster import ClusterConfig, ClusterRequest, ClusterResult, superresolve_cluster
 from .errors import MlinError
 from .estimates import estimate
 from .exits import EXIT_BAD_INPUT as EXIT_BAD_INPUT
@@ -109,8 +111,6 @@ def add_options(parser: argparse.ArgumentParser) -> None:
 
 def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
     """--cluster, --block-size and --restart (shared by `sr` and `batch`)."""
-    from .blocks import DEFAULT_BLOCK_PX
-
     group = parser.add_argument_group("cluster (optional; needs dask[distributed])")
     group.add_argument("--cluster", default=None, metavar="local[:N]|tcp://HOST:PORT",
                        help="run blocks in parallel on Dask: local (one worker per core), local:N (N worker "
@@ -196,9 +196,8 @@ def request_from_args(args: Any, input_path: Any, output_path: Any) -> SuperReso
         input_looks=getattr(args, "input_looks", "auto") or "auto")
 
 
-def cluster_config(args: Any) -> Any:
-    from .cluster import ClusterConfig
-
+def cluster_config(args: Any) -> ClusterConfig:
+    """Where the blocks run, from --cluster, --block-size and --restart (also used by `batch`)."""
     return ClusterConfig(address=args.cluster, block_px=getattr(args, "block_size", None),
                          restart=bool(getattr(args, "restart", False)))
 
@@ -207,18 +206,11 @@ def say(message: str, command: str = "sr") -> None:
     print(f"mlin {command}: {message}", file=sys.stderr, flush=True)
 
 
-def run_cluster(args: Any) -> int:
+def run_cluster(job: ClusterRequest) -> int:
     """`sr --cluster`: the blocks on Dask; Ctrl-C keeps the finished blocks for a resume."""
-    from .cluster import ClusterSession, superresolve_on_cluster
-
-    request = request_from_args(args, args.input, args.output)
-    code = guarded(lambda: check_size(request), "interrupted.")[1]
-    if code != EXIT_OK:
-        return code
-
-    def work() -> Any:
-        with CancelOnSigint("block") as cancel, ClusterSession(cluster_config(args)) as session:
-            return superresolve_on_cluster(request, session, progress=ProgressBar(), is_cancelled=cancel, say=say)
+    def work() -> ClusterResult:
+        with CancelOnSigint("block") as cancel:
+            return superresolve_cluster(job, progress=ProgressBar(), is_cancelled=cancel, say=say)
 
     result, code = guarded(work, "interrupted; the finished blocks are kept: rerun the same command to resume.")
     if result is None:
@@ -261,17 +253,18 @@ def report(result: Any, lines: list[tuple[str, str]]) -> None:
 
 def run(args: Any) -> int:
     """Run `sr` with parsed arguments (an argparse Namespace); returns the exit code."""
-    if getattr(args, "cluster", None):
-        return run_cluster(args)
     request = request_from_args(args, args.input, args.output)
     code = guarded(lambda: check_size(request), "interrupted.")[1]
     if code != EXIT_OK:
         return code
+    if getattr(args, "cluster", None):
+        return run_cluster(ClusterRequest(request, cluster_config(args)))
     if request.ensemble > 1:
         say(f"ensemble {request.ensemble}: {request.ensemble} passes, about {request.ensemble}x the time of one pass")
     try:
         est = estimate(request.input_path, request.scale, request.model, request.bands, request.all_bands,
-                       request.ensemble, request.device, request.tile_size, request.threads)
+                       request.ensemble, request.device, request.tile_size, request.threads, request.extent,
+                       request.extent_crs)
         say(f"estimate: about {est.seconds:.3g} s (from {est.basis})")
     except MlinError:
         pass  # the run itself reports what is wrong, with its full message

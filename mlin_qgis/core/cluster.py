@@ -2,22 +2,23 @@
 
 The driver (this process) plans the run exactly as the single-process path does (plan_run: the same
 statistics, tiles and georeferencing), groups the tiles into blocks (blocks.py), submits one Dask task
-per block that is not already finished in the parts folder, records each finished part in the manifest
-as it arrives, and assembles the final GeoTIFF when all are done. Workers read the input themselves
-through GDAL (a path every worker can read: a shared filesystem, or /vsicurl/, /vsis3/ ... unchanged),
-keep one model per process and give onnxruntime their share of the host's cores.
+per block that is not already finished in the parts folder (cluster_worker.py), records each finished
+part in the manifest as it arrives, and assembles the final GeoTIFF when all are done. Workers read the
+input themselves through GDAL (a path every worker can read: a shared filesystem, or /vsicurl/, /vsis3/
+... unchanged), keep one model per process and give onnxruntime their share of the host's cores.
 
-Dask is optional: it is imported only here, only when a cluster is asked for. Inside QGIS only a
-running scheduler's address is accepted (no local cluster is spawned from QGIS's embedded Python).
+The flow is one way: a caller builds a :class:`ClusterRequest` (what to compute and where) and
+:func:`superresolve_cluster` hands back a :class:`ClusterResult` or raises an MlinError; nothing here
+calls back up. ``batch`` shares one :class:`ClusterSession` across files through
+:func:`superresolve_on_cluster`. Dask is imported only by cluster_session.py, and only when a session
+starts.
 """
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 import logging
-import os
 import shutil
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,245 +30,45 @@ from .blocks import (
     MIN_AUTO_BLOCK_PX,
     Block,
     Manifest,
-    PartRecord,
     assemble,
     check_block_px,
-    compute_block,
     open_manifest,
     parts_folder,
     plan_blocks,
     run_parameters,
 )
+from .cluster_session import ClusterConfig, ClusterSession
+from .cluster_worker import BlockFailure, client_error, run_block
 from .engine import Engine, open_engine
-from .errors import ConfigError, MlinCancelled, MlinError
+from .errors import ConfigError, MlinCancelled
 from .fidelity_report import FidelityReport
 from .inputs import check_scale
 from .outputs import check_free_space, estimate_bytes
 from .request import CancelFn, ProgressFn, SuperResolveRequest
 from .run_plan import RunPlan, plan_run
 
+__all__ = ["ClusterConfig", "ClusterRequest", "ClusterResult", "ClusterSession", "superresolve_cluster",
+           "superresolve_on_cluster"]
+
 log = logging.getLogger(__name__)
 
-INSTALL_HINT = "python -m pip install \"dask[distributed]\""
 POLL_S = 0.25  # how often the driver checks for a cancel while blocks run
 IN_FLIGHT_PER_THREAD = 2  # blocks submitted ahead per worker thread (see _run_blocks)
 
 
-def import_distributed() -> Any:
-    """The ``distributed`` module, or ConfigError with the install command."""
-    try:
-        import distributed
-    except ImportError:
-        raise ConfigError("running on a cluster needs Dask distributed, which is not installed in this Python; "
-                          f"install it with {INSTALL_HINT}, or leave the cluster option empty to run here.") from None
-    return distributed
-
-
-@dataclass
-class ClusterConfig:
-    """Where and how blocks run. ``address``: ``local`` (a LocalCluster of one worker per core),
-    ``local:N`` (N worker processes x 1 thread) or a running scheduler (``tcp://HOST:PORT``)."""
-
-    address: str = "local"
-    # None: DEFAULT_BLOCK_PX, halved (not below MIN_AUTO_BLOCK_PX) until every worker thread has two
-    # blocks, so a raster smaller than a few blocks still spreads; a resume keeps its parts' block size.
-    block_px: int | None = None
-    restart: bool = False  # discard an earlier run's parts instead of resuming them
-    connect_timeout_s: float = 5.0
-    allow_local: bool = True  # False inside QGIS: never spawn worker processes from an embedded Python
-
-
-def parse_local(address: str) -> int | None:
-    """N of ``local:N`` (None for plain ``local``); ConfigError for anything else starting with local."""
-    text = address.strip().lower()
-    if text == "local":
-        return None
-    try:
-        n = int(text.split(":", 1)[1])
-    except (IndexError, ValueError):
-        n = 0
-    if n < 1:
-        raise ConfigError(f"cluster {address!r}: use local, local:N with N >= 1 worker processes, or a "
-                          "scheduler address such as tcp://10.0.0.5:8786.")
-    return n
-
-
-class ClusterSession:
-    """A Dask client for the run's lifetime: a LocalCluster it starts (and stops), or a connection to a
-    running scheduler (left running). ``with ClusterSession(config) as session: session.client``."""
-
-    def __init__(self, config: ClusterConfig) -> None:
-        self.config = config
-        self.client: Any = None
-        self.cluster: Any = None
-        self.announced = False  # the cluster line is printed once per session (a batch runs many files)
-
-    @property
-    def is_local(self) -> bool:
-        return self.config.address.strip().lower().startswith("local")
-
-    def __enter__(self) -> "ClusterSession":
-        try:
-            self._start()
-            self._check_workers()
-        except BaseException:
-            self.__exit__()
-            raise
-        return self
-
-    def _check_workers(self) -> None:
-        """At least one worker, and every worker runs this mlin-qgis version (a clear error now beats a
-        deserialisation traceback from the first task)."""
-        from .version import __version__
-
-        try:
-            self.client.wait_for_workers(1, timeout=self.config.connect_timeout_s)
-        except (OSError, TimeoutError):
-            raise ConfigError(f"the Dask scheduler at {self.config.address} has no workers (waited "
-                              f"{self.config.connect_timeout_s:g} s); start some with `dask worker "
-                              f"{self.config.address}` on each machine.") from None
-        try:
-            versions = self.client.run(worker_versions)
-        except Exception as exc:  # a worker that cannot import mlin_qgis cannot even load the probe
-            raise ConfigError(f"the cluster's workers cannot run mlin-qgis ({type(exc).__name__}: {exc}); install "
-                              f"mlin-qgis {__version__} with onnxruntime and GDAL in the workers' Python (e.g. pip "
-                              "install -e '.[cluster]' from this checkout), or start them with PYTHONPATH set to "
-                              "the folder that holds mlin_qgis.") from None
-        wrong = {addr: v for addr, v in versions.items() if v != __version__}
-        if wrong:
-            listed = ", ".join(f"{addr}: {v}" for addr, v in sorted(wrong.items()))
-            raise ConfigError(f"{len(wrong)} worker(s) run another mlin-qgis than this {__version__} ({listed}); "
-                              "install the same version on every worker so that blocks match.")
-
-    def _start(self) -> None:
-        distributed = import_distributed()
-        logging.getLogger("distributed").setLevel(logging.ERROR)
-        address = self.config.address.strip()
-        if self.is_local:
-            if not self.config.allow_local:
-                raise ConfigError("a local cluster cannot be started from here (QGIS's embedded Python); start a "
-                                  "scheduler and workers outside QGIS (dask scheduler; dask worker tcp://HOST:8786) "
-                                  "and give its address, or leave the cluster empty to run here.")
-            n = parse_local(address) or (os.cpu_count() or 1)
-            self.cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                                    dashboard_address=":0", silence_logs=logging.ERROR)
-            self.client = distributed.Client(self.cluster)
-        else:
-            if "://" not in address:
-                raise ConfigError(f"cluster {address!r} is not a scheduler address; give it as tcp://HOST:PORT "
-                                  "(dask scheduler prints it), or local / local:N.")
-            try:
-                self.client = distributed.Client(address, timeout=f"{self.config.connect_timeout_s}s")
-            except (OSError, TimeoutError, ValueError) as exc:
-                raise ConfigError(f"cannot reach the Dask scheduler at {address} within "
-                                  f"{self.config.connect_timeout_s:g} s ({type(exc).__name__}: {exc}); check that "
-                                  "`dask scheduler` runs there and the port is open, or use --cluster local.") from None
-
-    def __exit__(self, *exc: object) -> None:
-        for thing in (self.client, self.cluster):
-            if thing is not None:
-                try:
-                    thing.close()
-                except Exception as err:  # closing must not hide the run's own error
-                    log.debug("closing %s: %s", thing, err)
-        self.client = self.cluster = None
-
-    def workers(self) -> dict[str, dict[str, Any]]:
-        return dict(self.client.scheduler_info().get("workers", {}))
-
-    def describe(self) -> str:
-        """'2 workers x 1 thread (local cluster), dashboard http://...' for the log line."""
-        workers = self.workers()
-        threads = sorted({int(w.get("nthreads", 1)) for w in workers.values()}) or [0]
-        hosts = len({w.get("host") for w in workers.values()})
-        where = "local cluster" if self.is_local else f"scheduler {self.config.address}, {hosts} host(s)"
-        text = f"{len(workers)} worker(s) x {'/'.join(map(str, threads))} thread(s) ({where})"
-        link = getattr(self.client, "dashboard_link", None)
-        return text + (f", dashboard {link}" if link and self._has_dashboard() else "")
-
-    def _has_dashboard(self) -> bool:
-        try:
-            import bokeh  # noqa: F401 - the dashboard exists only with bokeh installed
-        except ImportError:
-            return False
-        return True
-
-    def total_threads(self) -> int:
-        return sum(int(w.get("nthreads", 1)) for w in self.workers().values())
-
-    def threads_by_host(self) -> dict[str, int]:
-        """Worker threads per host: each worker's onnxruntime gets cores // that."""
-        counts: dict[str, int] = {}
-        for w in self.workers().values():
-            counts[str(w.get("host"))] = counts.get(str(w.get("host")), 0) + int(w.get("nthreads", 1))
-        return counts
-
-
-# -- what runs on a worker ----------------------------------------------------------------------
-def worker_versions() -> str:
-    """mlin-qgis's version on a worker, or what it lacks to run blocks."""
-    from .version import __version__
-
-    try:
-        import onnxruntime  # noqa: F401
-        from osgeo import gdal  # noqa: F401
-    except ImportError as exc:
-        return f"{__version__} without {exc.name}"
-    return __version__
-
-
-_engines: dict[tuple[str, str, int, str], Engine] = {}
-
-
-def _threads_here(threads_by_host: dict[str, int], requested: int | None) -> int:
-    if requested:
-        return int(requested)
-    try:
-        from distributed import get_worker
-
-        worker = get_worker()
-        host = worker.address.split("://", 1)[-1].rsplit(":", 1)[0]
-        share = threads_by_host.get(host) or int(worker.state.nthreads)
-    except (ImportError, ValueError, AttributeError):
-        share = 1
-    return max(1, (os.cpu_count() or 1) // max(1, share))
-
-
-_engines_lock = threading.Lock()
-
-
-def worker_engine(model_dir: str, device: str, threads: int, precision: str = "fp32") -> Engine:
-    """One engine per worker process and (model, device, threads, precision): loaded by the first block
-    only (a lock, so two threads of one worker do not both load it)."""
-    key = (model_dir, device, threads, precision)
-    with _engines_lock:
-        if key not in _engines:
-            _engines[key] = open_engine(model_dir, device=device, threads=threads, precision=precision)
-        return _engines[key]
-
-
 @dataclass(frozen=True)
-class BlockFailure:
-    """A block that failed for a reason the user can act on (returned, not raised, so that workers do
-    not log a traceback for what is a data problem; the driver turns it into an MlinError)."""
+class ClusterRequest:
+    """One cluster run as a caller asks for it: the request (as for the single-process path) and where
+    its blocks run."""
 
-    message: str
-
-
-def run_block(plan: RunPlan, block: Block, source: str, folder: str, model_dir: str, device: str,
-              threads_by_host: dict[str, int], threads: int | None, precision: str = "fp32") -> PartRecord | BlockFailure:
-    """The Dask task: open the input here, compute one block, return its part's record."""
-    try:
-        engine = worker_engine(model_dir, device, _threads_here(threads_by_host, threads), precision)
-        src = raster_io.open_raster(source)
-        return compute_block(src, plan, engine, block, Path(folder))
-    except MlinError as exc:
-        return BlockFailure(str(exc))
+    request: SuperResolveRequest
+    config: ClusterConfig = field(default_factory=ClusterConfig)
 
 
-# -- the driver ---------------------------------------------------------------------------------
 @dataclass
 class ClusterResult:
+    """What a cluster run made, where and how (the CLI and Processing report it)."""
+
     output_path: Path
     width: int
     height: int
@@ -286,6 +87,17 @@ class ClusterResult:
     block_px: int = 0
     route: str = ""  # what `auto` picked and why
     fidelity: FidelityReport | None = None  # area average of the output vs the input
+
+
+
+def superresolve_cluster(job: ClusterRequest, progress: ProgressFn | None = None,
+                         is_cancelled: CancelFn | None = None,
+                         say: Callable[[str], None] | None = None) -> ClusterResult:
+    """The cluster's entry for one run: open a session for ``job.config``, run ``job.request``'s blocks
+    and assemble the output (see :func:`superresolve_on_cluster` for what it raises)."""
+    with ClusterSession(job.config) as session:
+        return superresolve_on_cluster(job.request, session, progress=progress, is_cancelled=is_cancelled,
+                                       say=say)
 
 
 def superresolve_on_cluster(request: SuperResolveRequest, session: ClusterSession,
@@ -395,13 +207,9 @@ def _run_blocks(plan: RunPlan, todo: list[Block], source: str, folder: Path, eng
                 try:  # waits again if the result was lost with a dying worker and is being recomputed
                     record = future.result()
                 except (Exception, asyncio.CancelledError) as error:  # e.g. KilledWorker: it killed 3 workers
-                    raise MlinError(f"{block.describe()} failed on the cluster ({type(error).__name__}: {error}); "
-                                    f"the {len(manifest.parts)} finished block(s) are kept in {folder}; rerun the "
-                                    "same command to resume (workers killed repeatedly often lack memory: "
-                                    "use a smaller --block-size).") from None
-                if isinstance(record, BlockFailure):  # a data reason (unreadable window, ...), block named
-                    raise MlinError(f"{record.message} The {len(manifest.parts)} finished block(s) are kept in "
-                                    f"{folder}; fix the input and rerun the same command to resume.")
+                    raise client_error(block, error, len(manifest.parts), folder) from None
+                if isinstance(record, BlockFailure):
+                    raise client_error(block, record, len(manifest.parts), folder)
                 manifest.parts[block.index] = record
                 manifest.save()
                 if progress:
