@@ -55,7 +55,7 @@ def main(argv: list[str]) -> int:
     QgsApplication.setPrefixPath("/usr", True)
     app = QgsApplication([], True, profile)
     app.initQgis()
-    from mlin_qgis.gui.zoom_dialog import ZoomDialog, render_layer
+    from mlin_qgis.qgis_plugin.gui.zoom_dialog import ZoomDialog, render_layer
 
     OUT.mkdir(parents=True, exist_ok=True)
     project = QgsProject.instance()

@@ -56,7 +56,7 @@ def mlin_provider(qgis_app: Any) -> Iterator[Any]:
     """The plugin's provider registered in the real Processing registry (as initProcessing does)."""
     from qgis.core import QgsApplication
 
-    from mlin_qgis.processing.provider import MlinProvider
+    from mlin_qgis.qgis_plugin.processing.provider import MlinProvider
 
     registry = QgsApplication.processingRegistry()
     provider = registry.providerById("mlin")
@@ -84,7 +84,7 @@ def tiny_models_dir(tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
 
     Shipped models stay listed too; use :func:`model_index` to find the tiny one's enum index.
     """
-    from mlin_qgis.processing import superresolve_algorithm
+    from mlin_qgis.qgis_plugin.processing import superresolve_algorithm
 
     monkeypatch.setenv("MLIN_MODELS_DIR", str(tiny_model.parent))
     superresolve_algorithm.shipped_models.cache_clear()
@@ -94,7 +94,7 @@ def tiny_models_dir(tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
 
 def model_index(name: str) -> int:
     """Index of an installed model in the MODEL enum of mlin:superresolve."""
-    from mlin_qgis.processing.superresolve_algorithm import shipped_models
+    from mlin_qgis.qgis_plugin.processing.superresolve_algorithm import shipped_models
 
     names = [e.name for e in shipped_models()]
     assert name in names, f"model {name} is not listed; listed: {names}"

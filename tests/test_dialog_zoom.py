@@ -39,7 +39,7 @@ def layer(project: Any, tmp_path: Path) -> Any:
 
 @pytest.fixture
 def dialog(qgis_app: Any, tiny_models_dir: Path, layer: Any) -> Iterator[Any]:
-    from mlin_qgis.gui.zoom_dialog import ZoomDialog
+    from mlin_qgis.qgis_plugin.gui.zoom_dialog import ZoomDialog
 
     dlg = ZoomDialog(iface=None)
     index = dlg.model_combo.findText("tiny-test")
@@ -74,7 +74,7 @@ def test_slider_and_spin_box_stay_in_sync_and_follow_the_model(dialog: Any) -> N
 
 def test_estimate_label_shows_output_size_file_size_and_time(dialog: Any, layer: Any) -> None:
     from mlin_qgis.core import pipeline
-    from mlin_qgis.gui.zoom_dialog import human_bytes, human_seconds
+    from mlin_qgis.qgis_plugin.gui.zoom_dialog import human_bytes, human_seconds
 
     dialog.set_scale(2.5)
     dialog.update_estimate()
@@ -175,7 +175,7 @@ def test_defaults_to_active_layer_and_previews_at_the_canvas_centre(qgis_app: An
     from qgis.core import QgsCoordinateReferenceSystem, QgsRasterLayer, QgsRectangle
     from qgis.gui import QgsMapCanvas
 
-    from mlin_qgis.gui.zoom_dialog import ZoomDialog, preview_window
+    from mlin_qgis.qgis_plugin.gui.zoom_dialog import ZoomDialog, preview_window
 
     other = QgsRasterLayer(str(write_geotiff(tmp_path / "other.tif", np.zeros((3, 8, 8), np.uint8))), "Other", "gdal")
     project.addMapLayer(other)
@@ -209,7 +209,7 @@ def test_best_quality_box_asks_for_the_ensemble_and_counts_its_passes(dialog: An
 
 
 def test_default_output_is_a_new_file_next_to_the_input(dialog: Any, layer: Any, tmp_path: Path) -> None:
-    from mlin_qgis.gui.zoom_dialog import unique_path
+    from mlin_qgis.qgis_plugin.gui.zoom_dialog import unique_path
 
     dialog.spin.setValue(2.5)
     dialog.output_widget.setFilePath("")
@@ -237,7 +237,7 @@ def _canvas_dialog(layer: Any, extent: Any) -> tuple:
     from qgis.core import QgsCoordinateReferenceSystem
     from qgis.gui import QgsMapCanvas
 
-    from mlin_qgis.gui.zoom_dialog import ZoomDialog
+    from mlin_qgis.qgis_plugin.gui.zoom_dialog import ZoomDialog
 
     canvas = QgsMapCanvas()
     canvas.resize(200, 200)
@@ -312,7 +312,7 @@ def test_a_layer_that_is_not_a_file_runs_through_the_dialog(qgis_app: Any, tiny_
     project.addMapLayer(virtual)
     import tempfile
 
-    from mlin_qgis.gui.zoom_dialog import ZoomDialog
+    from mlin_qgis.qgis_plugin.gui.zoom_dialog import ZoomDialog
 
     before = set(Path(tempfile.gettempdir()).glob("mlin-layer-*"))
     dlg = ZoomDialog(iface=None)
@@ -369,7 +369,7 @@ def test_preview_panes_stay_inside_the_dialog_with_the_longest_messages(dialog: 
     from qgis.PyQt.QtCore import QPoint, QRect
     from qgis.PyQt.QtWidgets import QApplication
 
-    from mlin_qgis import dependencies
+    from mlin_qgis.qgis_plugin import dependencies
 
     dialog.set_scale(11.5)  # above every model's recommended zoom: the longest estimate with its warning
     dialog.update_estimate()
@@ -436,7 +436,7 @@ def test_the_preview_is_that_window_of_the_run_with_the_default_model(qgis_app: 
     from qgis.core import QgsRasterLayer
 
     from mlin_qgis.core.pipeline import SuperResolveRequest, superresolve
-    from mlin_qgis.gui.zoom_dialog import ZoomDialog
+    from mlin_qgis.qgis_plugin.gui.zoom_dialog import ZoomDialog
 
     data = (smooth_image(60, 70, 3, seed=6) * 255).round().astype(np.uint8)
     path = write_geotiff(tmp_path / "scene.tif", data)

@@ -69,9 +69,10 @@ def test_plugin_modules_do_not_import_torch_or_onnxruntime_at_load(qgis_app) -> 
     """Loading the plugin's QGIS modules (what QGIS does at start) stays light: no torch, no onnxruntime."""
     code = textwrap.dedent("""
         import sys, json
-        import mlin_qgis.plugin, mlin_qgis.processing.provider
-        import mlin_qgis.processing.superresolve_algorithm, mlin_qgis.processing.exportonnx_algorithm
-        import mlin_qgis.gui.zoom_dialog, mlin_qgis.gui.task
+        import mlin_qgis.qgis_plugin.plugin, mlin_qgis.qgis_plugin.processing.provider
+        import mlin_qgis.qgis_plugin.processing.superresolve_algorithm
+        import mlin_qgis.qgis_plugin.processing.exportonnx_algorithm
+        import mlin_qgis.qgis_plugin.gui.zoom_dialog, mlin_qgis.qgis_plugin.gui.task
         print(json.dumps({"torch": "torch" in sys.modules, "onnxruntime": "onnxruntime" in sys.modules,
                           "ml": any(m.startswith("mlin_qgis.ml") for m in sys.modules)}))
     """)
@@ -189,9 +190,9 @@ def built_plugin(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_make_plugin_builds_a_complete_plugin_folder(built_plugin: Path) -> None:
     folder = built_plugin / "mlin_qgis"
-    for name in ("__init__.py", "plugin.py", "dependencies.py", "metadata.txt", "resources/icon.svg",
-                 "processing/provider.py", "processing/superresolve_algorithm.py",
-                 "processing/exportonnx_algorithm.py", "gui/zoom_dialog.py", "gui/task.py", "core/models.py"):
+    for name in ("__init__.py", "metadata.txt", "resources/icon.svg", "core/models.py",
+                 *(f"qgis_plugin/{p.relative_to(REPO / 'mlin_qgis' / 'qgis_plugin')}"
+                   for p in sorted((REPO / "mlin_qgis" / "qgis_plugin").rglob("*.py")))):
         assert (folder / name).is_file(), f"{name} missing from the built plugin"
     assert not list(folder.rglob("__pycache__")), "build must not ship __pycache__"
     assert not (folder / "tests").exists()
@@ -212,6 +213,8 @@ def test_make_zip_has_the_plugin_folder_at_its_root(tmp_path: Path) -> None:
         assert all(n.startswith("mlin_qgis/") for n in names)
         assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
         assert "mlin_qgis/resources/icon.svg" in names
+        assert {"mlin_qgis/qgis_plugin/plugin.py", "mlin_qgis/qgis_plugin/gui/zoom_dialog.py",
+                "mlin_qgis/qgis_plugin/processing/provider.py"} <= set(names), "the QGIS folder is in the zip"
 
 
 def test_plugin_loads_starts_and_unloads_cleanly(built_plugin: Path, tmp_path: Path) -> None:
@@ -229,8 +232,9 @@ def test_plugin_loads_starts_and_unloads_cleanly(built_plugin: Path, tmp_path: P
     assert state["toolbar_after"] == [] and state["raster_menu_after"] == [], "no leftover actions or menus"
     # qgis.utils purges the modules its import hook recorded: every leaf module. It does not record
     # intermediate sub-packages of relative imports (a QGIS limitation); those hold no state.
-    assert "mlin_qgis" not in state["modules_after"] and "mlin_qgis.plugin" not in state["modules_after"]
-    assert set(state["modules_after"]) <= {"mlin_qgis.core", "mlin_qgis.gui", "mlin_qgis.processing"}
+    assert "mlin_qgis" not in state["modules_after"] and "mlin_qgis.qgis_plugin.plugin" not in state["modules_after"]
+    assert set(state["modules_after"]) <= {"mlin_qgis.core", "mlin_qgis.qgis_plugin", "mlin_qgis.qgis_plugin.gui",
+                                           "mlin_qgis.qgis_plugin.processing"}
 
 
 @pytest.mark.skipif(not SYSTEM_PYTHON.is_file(), reason="needs Debian's /usr/bin/python3 (QGIS's Python)")
@@ -248,7 +252,7 @@ def test_missing_onnxruntime_gives_one_clear_message_and_no_crash(built_plugin: 
 
 
 def test_install_command_names_qgis_python_and_debian_flag() -> None:
-    from mlin_qgis import dependencies
+    from mlin_qgis.qgis_plugin import dependencies
 
     text = dependencies.onnxruntime_install_text()
     command = dependencies.pip_install_command("onnxruntime")
@@ -269,7 +273,7 @@ def test_install_hint_names_the_interpreter_qgis_runs_not_whatever_sys_executabl
                                                                                        tmp_path: Path) -> None:
     """Inside QGIS sys.executable can be a pyenv shim or the QGIS binary; the hint must still name a
     Python with this interpreter's prefix and version (checked by running it)."""
-    from mlin_qgis import dependencies
+    from mlin_qgis.qgis_plugin import dependencies
 
     if foreign.startswith("/root/.pyenv"):
         shim = tmp_path / "shims" / "python3"  # a real, foreign executable named like a Python
@@ -290,7 +294,7 @@ def test_install_hint_names_the_interpreter_qgis_runs_not_whatever_sys_executabl
 def test_one_click_install_command_targets_the_plugin_folder_and_pins_numpy(monkeypatch, tmp_path: Path) -> None:
     import numpy
 
-    from mlin_qgis import dependencies
+    from mlin_qgis.qgis_plugin import dependencies
 
     monkeypatch.setenv("MLIN_DEPS_DIR", str(tmp_path / "deps"))
     args = dependencies.one_click_install_args()
@@ -317,7 +321,7 @@ def test_install_task_runs_pip_into_a_target_folder_in_real_qgis(qgis_app, tmp_p
     """The one-click install's QgsTask, on a tiny real package (the registry must answer; skipped if not)."""
     from qgis.core import QgsApplication
 
-    from mlin_qgis.gui.install_task import InstallTask
+    from mlin_qgis.qgis_plugin.gui.install_task import InstallTask
     from qgis_fixtures import wait_until
 
     reach = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(tmp_path / "dl"),

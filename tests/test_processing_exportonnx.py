@@ -86,7 +86,7 @@ def test_missing_torch_names_the_install_command(tmp_path: Path) -> None:
         app = QgsApplication([], False, {str(tmp_path / 'profile')!r}); app.initQgis()
         from processing.core.Processing import Processing; Processing.initialize()
         import processing
-        from mlin_qgis.processing.provider import MlinProvider
+        from mlin_qgis.qgis_plugin.processing.provider import MlinProvider
         provider = MlinProvider(); QgsApplication.processingRegistry().addProvider(provider)
         try:
             processing.run("mlin:exportonnx", {{"CHECKPOINT": {str(fake)!r}, "OUTPUT_FOLDER": {str(tmp_path / 'o')!r}}})

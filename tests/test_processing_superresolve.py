@@ -63,7 +63,7 @@ def test_provider_and_algorithms_are_registered(mlin_provider) -> None:
     assert [p.name() for p in alg.parameterDefinitions()] == PARAMETERS
     scale = alg.parameterDefinition("SCALE")
     assert scale.defaultValue() == 2 and scale.minimum() == pytest.approx(1.01)
-    from mlin_qgis.processing.superresolve_algorithm import shipped_models
+    from mlin_qgis.qgis_plugin.processing.superresolve_algorithm import shipped_models
 
     caps = [e.card.hard_max_scale for e in shipped_models()]
     assert scale.maximum() == (max(caps) if caps else 16.0)
@@ -276,7 +276,7 @@ def test_core_log_reaches_the_qgis_message_log_under_mlin(mlin_provider, tiny_mo
                                                          tmp_path: Path) -> None:
     from qgis.core import QgsApplication
 
-    from mlin_qgis import qgis_log
+    from mlin_qgis.qgis_plugin import log as qgis_log
 
     qgis_log.install()
     seen: list = []

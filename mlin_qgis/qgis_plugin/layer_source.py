@@ -27,8 +27,9 @@ from qgis.core import (
     QgsRectangle,
 )
 
-from .core.errors import MlinError
-from .qgis_common import raster_file_path
+from mlin_qgis.core.errors import MlinError
+
+from .common import raster_file_path
 
 # LR pixels read around an area of interest: the default model's halo (receptive field + 3 = 39)
 # with room to spare, so the cut area sees the same context as inside a larger raster.
@@ -138,7 +139,7 @@ def layer_source(layer: QgsRasterLayer, extent: Optional[QgsRectangle] = None, r
     if error != QgsRasterFileWriter.NoError or not target.exists():
         shutil.rmtree(folder, ignore_errors=True)
         if block_feedback.isCanceled():
-            from .core.errors import MlinCancelled
+            from mlin_qgis.core.errors import MlinCancelled
 
             raise MlinCancelled("cancelled while reading the layer; nothing was written.")
         raise MlinError(f"reading layer '{layer.name()}' ({layer.providerType()}) into a temporary GeoTIFF failed "

@@ -23,7 +23,7 @@ from qgis.core import (
 from qgis.PyQt.QtGui import QIcon
 
 from .. import dependencies
-from ..qgis_common import icon
+from ..common import icon
 
 
 class ExportOnnxAlgorithm(QgsProcessingAlgorithm):
@@ -92,7 +92,7 @@ class ExportOnnxAlgorithm(QgsProcessingAlgorithm):
         try:
             import torch  # noqa: F401 - probe first, so the message names torch, not an inner module
 
-            from ..ml.export import export_checkpoint
+            from mlin_qgis.ml.export import export_checkpoint
         except ImportError as exc:
             missing = (getattr(exc, "name", None) or "torch").split(".")[0]
             if missing == "mlin_qgis":

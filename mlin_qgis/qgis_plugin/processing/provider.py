@@ -6,7 +6,7 @@ from typing import List
 from qgis.core import QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
-from ..qgis_common import icon, resource_path
+from ..common import icon, resource_path
 
 
 class MlinProvider(QgsProcessingProvider):
@@ -19,7 +19,7 @@ class MlinProvider(QgsProcessingProvider):
         return "MLIN super-resolution"
 
     def longName(self) -> str:  # noqa: N802 - QGIS API
-        from .. import __version__
+        from mlin_qgis.core.version import __version__
 
         return f"MLIN super-resolution {__version__}"
 

@@ -10,12 +10,12 @@ from typing import Any, Optional, Tuple
 from qgis.core import QgsProviderRegistry, QgsRasterLayer
 from qgis.PyQt.QtGui import QIcon
 
-from .core.devices import DEVICES
+from mlin_qgis.core.devices import DEVICES
 
 __all__ = ["DEVICES", "FALLBACK_MAX_SCALE", "MIN_SCALE", "icon", "max_scale", "output_layer_name",
            "raster_file_path", "resource_path", "shipped_models"]
 
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # mlin_qgis/, the plugin folder once built
 
 
 def resource_path(name: str) -> Path:
@@ -43,9 +43,9 @@ def shipped_models() -> Tuple[Any, ...]:
     must mean the same model at definition and at run time. Empty when onnxruntime (needed to read
     the model cards) is missing: the plugin still loads and the run explains what to install.
     """
-    from .core.auto import auto_entry
-    from .core.errors import MlinError
-    from .core.models import available_models
+    from mlin_qgis.core.auto import auto_entry
+    from mlin_qgis.core.errors import MlinError
+    from mlin_qgis.core.models import available_models
 
     try:
         auto = auto_entry()  # `auto` first when the degradation-aware model is installed

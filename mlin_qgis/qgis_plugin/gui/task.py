@@ -45,8 +45,8 @@ class SuperResolveTask(QgsTask):
 
     def run(self) -> bool:
         """Worker thread: no GUI, no project access; every failure becomes ``self.error``."""
-        from ..core import pipeline  # onnxruntime is imported lazily by the engine, never here
-        from ..core.errors import MlinCancelled, MlinError
+        from mlin_qgis.core import pipeline  # onnxruntime is imported lazily by the engine, never here
+        from mlin_qgis.core.errors import MlinCancelled, MlinError
 
         if not dependencies.onnxruntime_available():
             self.error = dependencies.onnxruntime_install_text()

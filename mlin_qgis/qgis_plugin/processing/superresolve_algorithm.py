@@ -28,10 +28,10 @@ from qgis.core import (
 )
 from qgis.PyQt.QtGui import QIcon
 
+from mlin_qgis.core.aware import LOOKS
+
 from .. import dependencies
-from ..core.aware import LOOKS
-from ..layer_source import layer_source
-from ..qgis_common import (
+from ..common import (
     DEVICES,
     MIN_SCALE,
     icon,
@@ -40,6 +40,7 @@ from ..qgis_common import (
     raster_file_path,
     shipped_models,
 )
+from ..layer_source import layer_source
 
 INPUT_LOOKS_CHOICES = ("auto", *LOOKS)
 class SuperResolveAlgorithm(QgsProcessingAlgorithm):
@@ -253,7 +254,7 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
     @staticmethod
     def _run_on_cluster(request: Any, address: str, progress: Any, feedback: QgsProcessingFeedback) -> Any:
         """The blocks on a running Dask scheduler (never a local cluster from QGIS's Python)."""
-        from ..core.cluster import ClusterConfig, ClusterSession, superresolve_on_cluster
+        from mlin_qgis.core.cluster import ClusterConfig, ClusterSession, superresolve_on_cluster
 
         with ClusterSession(ClusterConfig(address=address, allow_local=False)) as session:
             return superresolve_on_cluster(request, session, progress=progress, is_cancelled=feedback.isCanceled,
@@ -284,7 +285,7 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
         if cluster and not dependencies.distributed_available():
             raise QgsProcessingException(dependencies.distributed_install_text())
 
-        from ..core.errors import MlinCancelled, MlinError
+        from mlin_qgis.core.errors import MlinCancelled, MlinError
 
         if not dependencies.onnxruntime_available():
             raise QgsProcessingException(dependencies.onnxruntime_install_text())
@@ -313,8 +314,8 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
              bands: Optional[List[int]], all_bands: bool, tile_size: Optional[int], device: str, ensemble: int,
              cluster: str, context: QgsProcessingContext, feedback: QgsProcessingFeedback,
              precision: str = "fp32", fidelity: bool = False, input_looks: str = "auto") -> Dict[str, Any]:
-        from ..core import pipeline
-        from ..core.errors import MlinCancelled, MlinError
+        from mlin_qgis.core import pipeline
+        from mlin_qgis.core.errors import MlinCancelled, MlinError
 
         request = pipeline.SuperResolveRequest(
             input_path=source.path, output_path=output, scale=scale, model=model, bands=bands,

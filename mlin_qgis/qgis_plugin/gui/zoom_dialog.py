@@ -52,16 +52,17 @@ from qgis.PyQt.QtWidgets import (
     QWidget,
 )
 
+from mlin_qgis.core.aware import LOOKS
+
 from .. import dependencies
-from ..core.aware import LOOKS
-from ..layer_source import is_web_layer
-from ..qgis_common import (
+from ..common import (
     DEVICES,
     FALLBACK_MAX_SCALE,
     output_layer_name,
     raster_file_path,
     shipped_models,
 )
+from ..layer_source import is_web_layer
 from .task import SuperResolveTask
 
 
@@ -317,7 +318,7 @@ class ZoomDialog(QDialog):
 
     def _offer_only_runnable_devices(self) -> None:
         """Grey out cuda when the installed onnxruntime cannot run it (and say why)."""
-        from ..core.engine import cuda_offered
+        from mlin_qgis.core.engine import cuda_offered
 
         if dependencies.onnxruntime_available() and cuda_offered():
             return
@@ -471,8 +472,8 @@ class ZoomDialog(QDialog):
 
     def update_estimate(self) -> None:
         """Output size, file size and time from pipeline.estimate, plus a warning above the recommended zoom."""
-        from ..core import pipeline
-        from ..core.errors import MlinError
+        from mlin_qgis.core import pipeline
+        from mlin_qgis.core.errors import MlinError
 
         layer, path = self.layer(), self.input_path()
         if layer is None:
@@ -529,12 +530,12 @@ class ZoomDialog(QDialog):
 
     def _model_is_aware(self) -> bool:
         """Whether the chosen model reads --input-looks (the degradation-aware one, auto when it is installed)."""
-        from ..core.auto import aware_folder
+        from mlin_qgis.core.auto import aware_folder
 
         return aware_folder(self.model_path()) is not None
 
     def _request(self, input_path: str, output_path: str, extent: Optional[Tuple[float, ...]] = None) -> Any:
-        from ..core.pipeline import SuperResolveRequest
+        from mlin_qgis.core.pipeline import SuperResolveRequest
 
         return SuperResolveRequest(input_path=input_path, output_path=output_path, scale=self.scale(),
                                    model=self.model_path(), device=self.device_combo.currentText(),

@@ -11,9 +11,11 @@ from typing import Any, Optional
 from qgis.core import QgsApplication
 from qgis.PyQt.QtWidgets import QAction
 
-from . import dependencies, qgis_log
+from . import dependencies
+from . import log as qgis_log
+from .common import icon
+from .gui.install_prompt import warn_if_onnxruntime_missing
 from .processing.provider import MlinProvider
-from .qgis_common import icon
 
 MENU = "&MLIN Super-Resolution"
 ACTION_TEXT = "MLIN Super-Resolution…"
@@ -50,7 +52,7 @@ class MlinPlugin:
         self.action.triggered.connect(self.open_dialog)
         self.iface.addToolBarIcon(self.action)
         self.iface.addPluginToRasterMenu(MENU, self.action)
-        self.onnxruntime_missing = dependencies.warn_if_onnxruntime_missing(self.iface)
+        self.onnxruntime_missing = warn_if_onnxruntime_missing(self.iface)
 
     def open_dialog(self) -> None:
         """Show the zoom dialog (created on first use, so plugin load does not build it)."""

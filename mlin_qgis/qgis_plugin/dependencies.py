@@ -1,11 +1,15 @@
-"""Optional Python dependencies of the plugin, and the exact command that installs them into QGIS's Python.
+"""Optional Python dependencies of the plugin: whether they are there, and how they get installed into
+QGIS's Python.
 
 QGIS runs its own Python interpreter, so "pip install onnxruntime" in some other environment does not
-help: the message has to name *that* interpreter. We never install anything ourselves (a plugin that
-runs pip behind the user's back can break QGIS's Python); we only say what to run.
+help: every message names *that* interpreter. Two ways in, both from here: the exact command for the
+user to run (:func:`onnxruntime_install_text` and friends), and the one-click install, which runs pip
+itself, only after the user agreed, into a folder of the plugin's own (:func:`deps_dir`, added to
+``sys.path`` by :func:`activate_deps_dir`), never into QGIS's or the system's site-packages.
 
-No ``qgis`` import at module level: the command builders are plain Python and are unit-tested
-without QGIS; only :func:`warn_if_onnxruntime_missing` touches the GUI.
+Checking logic and command builders only, and no ``qgis`` import: they are unit-tested without QGIS.
+The message bar, the consent dialog and the install task live in ``gui/`` (install_prompt.py,
+install_task.py).
 """
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ import shutil
 import sys
 import sysconfig
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 MESSAGE_TAG = "MLIN"  # QgsMessageLog tag and message-bar title
 
@@ -181,81 +185,3 @@ def torch_install_text(missing: str = "torch") -> str:
         "need it; only the export does. Alternatively run `python -m mlin_qgis export` in the project's "
         "virtual environment.)"
     )
-
-
-def warn_if_onnxruntime_missing(iface: Optional[Any]) -> bool:
-    """Show ONE message when onnxruntime is missing; return True if it was missing.
-
-    With a GUI: a persistent message-bar item with a button that opens the full command in a dialog
-    (selectable text). Without one (qgis_process): only the QGIS message log; the algorithm itself
-    raises the same text when run.
-    """
-    if onnxruntime_available():
-        return False
-    from qgis.core import Qgis, QgsMessageLog
-
-    text = onnxruntime_install_text()
-    QgsMessageLog.logMessage(text, MESSAGE_TAG, Qgis.Warning)
-    if iface is None:
-        return True
-    from qgis.PyQt.QtWidgets import QPushButton
-
-    bar = iface.messageBar()
-    item = bar.createMessage(MESSAGE_TAG, "onnxruntime is not installed in QGIS's Python: the plugin cannot run models yet.")
-    button = QPushButton("How to install…", item)
-
-    def show_details() -> None:
-        install_details_box(text, iface.mainWindow()).exec_()
-
-    button.clicked.connect(show_details)
-    item.layout().addWidget(button)
-    install = QPushButton("Install now…", item)
-    install.setToolTip(f"Runs pip for you (after asking) into {deps_dir()}, which the plugin adds to its path")
-    install.clicked.connect(lambda: ask_and_install(iface, bar, item))
-    item.layout().addWidget(install)
-    bar.pushWidget(item, Qgis.Warning, 0)
-    return True
-
-
-_install_tasks: list = []  # keeps running install tasks referenced until they end
-
-
-def ask_and_install(iface: Any, bar: Any = None, item: Any = None) -> Optional[Any]:
-    """Ask for consent (showing the exact command and folder), then run the install as a QgsTask."""
-    from qgis.core import Qgis, QgsApplication
-    from qgis.PyQt.QtWidgets import QMessageBox
-
-    from .gui.install_task import InstallTask
-
-    args = one_click_install_args()
-    gpu = "an NVIDIA GPU was found, so this installs onnxruntime-gpu" if "onnxruntime-gpu" in args else \
-        "no NVIDIA GPU was found, so this installs the CPU onnxruntime"
-    question = (f"Install onnxruntime for MLIN now? ({gpu})\n\nThis runs:\n    {' '.join(args)}\n\n"
-                f"Packages go to {deps_dir()} only (not into QGIS's or the system's Python); numpy is pinned "
-                "to the version QGIS uses. The output appears in the Log Messages panel under MLIN.")
-    parent = iface.mainWindow() if iface is not None else None
-    if QMessageBox.question(parent, "MLIN: install onnxruntime", question) != QMessageBox.Yes:
-        return None
-    task = InstallTask(args)
-    _install_tasks.append(task)
-
-    def report(ok: bool, text: str) -> None:
-        _install_tasks.remove(task)
-        if bar is not None:
-            if item is not None and ok:
-                bar.popWidget(item)
-            bar.pushMessage(MESSAGE_TAG, text.splitlines()[0], Qgis.Success if ok else Qgis.Critical, 0)
-
-    task.done.connect(report)
-    QgsApplication.taskManager().addTask(task)
-    return task
-
-
-def install_details_box(text: str, parent: Any = None) -> Any:
-    """A message box whose text (the install command) can be selected and copied."""
-    from qgis.PyQt.QtCore import Qt
-    from qgis.PyQt.QtWidgets import QMessageBox
-
-    box = QMessageBox(QMessageBox.Warning, "MLIN: onnxruntime missing", text, QMessageBox.Ok, parent)
-    box.setTextInteractionFlags(Qt.TextSelectableByMouse)
-    return box
