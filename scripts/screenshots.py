@@ -55,7 +55,8 @@ def main(argv: list[str]) -> int:
     QgsApplication.setPrefixPath("/usr", True)
     app = QgsApplication([], True, profile)
     app.initQgis()
-    from mlin_qgis.qgis_plugin.gui.zoom_dialog import ZoomDialog, render_layer
+    from mlin_qgis.qgis_plugin.gui.preview import render_layer
+    from mlin_qgis.qgis_plugin.gui.zoom_dialog import ZoomDialog
 
     OUT.mkdir(parents=True, exist_ok=True)
     project = QgsProject.instance()
@@ -71,14 +72,15 @@ def main(argv: list[str]) -> int:
                         e.xMinimum() + 0.55 * e.width(), e.yMinimum() + 0.55 * e.height())
     canvas.setExtent(view)
     dialog = ZoomDialog(iface=CanvasIface(canvas, layer), project=project)
-    dialog.area_combo.setCurrentIndex(dialog.area_combo.findData("view"))
+    dialog.area_picker.combo.setCurrentIndex(dialog.area_picker.combo.findData("view"))
     dialog.set_scale(SCALE)
     with tempfile.TemporaryDirectory() as tmp:
         dialog.output_widget.setFilePath(str(Path(tmp) / "osbs_x4.tif"))
         dialog.show()
         dialog.update_estimate()
+        wait(lambda d=dialog: d.estimate_label.task is None, app)  # the first estimate measures the speed
         dialog.start_preview()
-        wait(lambda d=dialog: d.preview_task is None, app)
+        wait(lambda d=dialog: d.preview.task is None, app)
         dialog.start_run()
         wait(lambda d=dialog: d.task is None, app)
         app.processEvents()

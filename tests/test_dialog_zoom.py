@@ -47,9 +47,11 @@ def dialog(qgis_app: Any, tiny_models_dir: Path, layer: Any) -> Iterator[Any]:
     dlg.model_combo.setCurrentIndex(index)
     dlg.layer_combo.setLayer(layer)
     dlg.show()
+    dlg.update_estimate()  # the first estimate of a model calibrates in a task: let it end
+    assert wait_until(lambda: dlg.estimate_label.task is None, 120), "the first estimate did not finish"
     yield dlg
     dlg.shutdown()
-    wait_until(lambda: dlg.task is None and dlg.preview_task is None, 30)
+    wait_until(lambda: dlg.task is None and dlg.preview.task is None, 30)
     dlg.close()
     dlg.deleteLater()
 
@@ -74,7 +76,7 @@ def test_slider_and_spin_box_stay_in_sync_and_follow_the_model(dialog: Any) -> N
 
 def test_estimate_label_shows_output_size_file_size_and_time(dialog: Any, layer: Any) -> None:
     from mlin_qgis.core import pipeline
-    from mlin_qgis.qgis_plugin.gui.zoom_dialog import human_bytes, human_seconds
+    from mlin_qgis.qgis_plugin.gui.estimate import human_bytes, human_seconds
 
     dialog.set_scale(2.5)
     dialog.update_estimate()
@@ -95,12 +97,13 @@ def test_preview_shows_sr_next_to_bicubic_and_run_adds_a_layer(dialog: Any, proj
     dialog.set_scale(4.0)
     task = dialog.start_preview()
     assert task is not None
-    assert wait_until(lambda: dialog.preview_task is None), "the preview task did not finish"
-    bicubic, mlin = dialog.preview_images
-    assert bicubic is not None and mlin is not None, dialog.preview_info.text()
+    assert wait_until(lambda: dialog.preview.task is None), "the preview task did not finish"
+    bicubic, mlin = dialog.preview.images
+    assert bicubic is not None and mlin is not None, dialog.preview.info.text()
     assert (mlin.width(), mlin.height()) == (128, 128) and (bicubic.width(), bicubic.height()) == (128, 128)
-    assert dialog.sr_pane.pixmap().width() == dialog.bicubic_pane.pixmap().width() == 256, "both shown 2x"
-    assert not dialog.sr_pane.pixmap().isNull() and not dialog.bicubic_pane.pixmap().isNull()
+    panes = dialog.preview
+    assert panes.sr_pane.pixmap().width() == panes.bicubic_pane.pixmap().width() == 256, "both shown 2x"
+    assert not dialog.preview.sr_pane.pixmap().isNull() and not dialog.preview.bicubic_pane.pixmap().isNull()
 
     def grey(image: Any) -> np.ndarray:
         return np.array([[image.pixelColor(x, y).value() for x in range(0, 128, 4)] for y in range(0, 128, 4)], float)
@@ -109,7 +112,7 @@ def test_preview_shows_sr_next_to_bicubic_and_run_adds_a_layer(dialog: Any, proj
     assert g_sr.std() > 5, "the SR preview must show the image, not a blank"
     assert np.abs(g_sr - g_bic).mean() < 25, "SR and bicubic show the same place"
     assert np.abs(g_sr - g_bic).mean() > 1.0, "SR is not just the bicubic image"
-    assert dialog.preview_dir is not None and not list(project.mapLayers().values())[1:], "a preview adds no layer"
+    assert dialog.preview.folder is not None and not list(project.mapLayers().values())[1:], "a preview adds no layer"
 
     out = tmp_path / "dialog_out.tif"
     dialog.output_widget.setFilePath(str(out))
@@ -175,7 +178,8 @@ def test_defaults_to_active_layer_and_previews_at_the_canvas_centre(qgis_app: An
     from qgis.core import QgsCoordinateReferenceSystem, QgsRasterLayer, QgsRectangle
     from qgis.gui import QgsMapCanvas
 
-    from mlin_qgis.qgis_plugin.gui.zoom_dialog import ZoomDialog, preview_window
+    from mlin_qgis.qgis_plugin.gui.preview import preview_window
+    from mlin_qgis.qgis_plugin.gui.zoom_dialog import ZoomDialog
 
     other = QgsRasterLayer(str(write_geotiff(tmp_path / "other.tif", np.zeros((3, 8, 8), np.uint8))), "Other", "gdal")
     project.addMapLayer(other)
@@ -189,11 +193,11 @@ def test_defaults_to_active_layer_and_previews_at_the_canvas_centre(qgis_app: An
     dlg = ZoomDialog(iface=CanvasIface(canvas, layer))
     try:
         assert dlg.layer() is layer, "the dialog starts on the active layer"
-        col, row = dlg.preview_centre(layer)
+        col, row = dlg.preview.centre(layer)
         assert (col, row) == (pytest.approx(10, abs=0.01), pytest.approx(30, abs=0.01))
         assert preview_window(40, 40, (col, row), 8.0) == (2, 22, 16, 16)
         canvas.setExtent(QgsRectangle(cx + 1000, cy, cx + 1004, cy + 4))  # centre outside: raster centre
-        assert dlg.preview_centre(layer) == (20.0, 20.0)
+        assert dlg.preview.centre(layer) == (20.0, 20.0)
     finally:
         dlg.shutdown()
         dlg.deleteLater()
@@ -201,10 +205,10 @@ def test_defaults_to_active_layer_and_previews_at_the_canvas_centre(qgis_app: An
 
 def test_best_quality_box_asks_for_the_ensemble_and_counts_its_passes(dialog: Any) -> None:
     dialog.spin.setValue(2.0)
-    assert dialog._request("in.tif", "out.tif").ensemble == 1
+    assert dialog.make_request("in.tif", "out.tif").ensemble == 1
     one = dialog.estimate_label.text()
     dialog.ensemble_check.setChecked(True)
-    assert dialog._request("in.tif", "out.tif").ensemble == 8
+    assert dialog.make_request("in.tif", "out.tif").ensemble == 8
     assert "(8 passes)" in dialog.estimate_label.text() and "(8 passes)" not in one
 
 
@@ -228,9 +232,9 @@ def test_an_old_message_goes_when_the_settings_change(dialog: Any) -> None:
 
 
 def test_every_band_box_asks_for_all_bands(dialog: Any) -> None:
-    assert dialog._request("in.tif", "out.tif").all_bands is False
+    assert dialog.make_request("in.tif", "out.tif").all_bands is False
     dialog.all_bands_check.setChecked(True)
-    assert dialog._request("in.tif", "out.tif").all_bands is True
+    assert dialog.make_request("in.tif", "out.tif").all_bands is True
 
 
 def _canvas_dialog(layer: Any, extent: Any) -> tuple:
@@ -259,14 +263,16 @@ def test_area_from_the_map_view_and_from_a_drawn_rectangle(qgis_app: Any, tiny_m
     view = QgsRectangle(x0 + 3.1, y0 - 12.2, x0 + 9.3, y0 - 4.4)
     dlg, canvas = _canvas_dialog(layer, view)
     try:
-        assert [dlg.area_combo.itemText(i) for i in range(3)] == ["Whole layer", "Current map view",
+        assert [dlg.area_picker.combo.itemText(i) for i in range(3)] == ["Whole layer", "Current map view",
                                                                    "Rectangle drawn on the map"]
-        assert dlg.area(layer) is None and not dlg.draw_button.isVisible()
-        dlg.area_combo.setCurrentIndex(dlg.area_combo.findData("view"))
-        got = dlg.area(layer)
+        assert dlg.area_picker.area(layer) is None and not dlg.area_picker.draw_button.isVisible()
+        dlg.area_picker.combo.setCurrentIndex(dlg.area_picker.combo.findData("view"))
+        got = dlg.area_picker.area(layer)
         assert got is not None and got == canvas.extent()  # the canvas may widen the view to its aspect
         dlg.update_estimate()
+        assert wait_until(lambda: dlg.estimate_label.task is None, 120), "the first estimate did not finish"
         whole_text = "Output 100 × 100 px"
+        assert "Output" in dlg.estimate_label.text(), dlg.estimate_label.text()
         assert whole_text not in dlg.estimate_label.text(), "the estimate is the area's, not the layer's"
         out = tmp_path / "view.tif"
         dlg.output_widget.setFilePath(str(out))
@@ -285,13 +291,14 @@ def test_area_from_the_map_view_and_from_a_drawn_rectangle(qgis_app: Any, tiny_m
         assert np.array_equal(a.ReadAsArray(), b.ReadAsArray())
 
         # a rectangle dragged on the canvas with QGIS's extent tool (its signal is what a drag emits)
-        dlg.area_combo.setCurrentIndex(dlg.area_combo.findData("drawn"))
-        assert not dlg.draw_button.isHidden()
-        dlg.start_drawing()
+        dlg.area_picker.combo.setCurrentIndex(dlg.area_picker.combo.findData("drawn"))
+        assert not dlg.area_picker.draw_button.isHidden()
+        dlg.area_picker.start_drawing()
         assert isinstance(canvas.mapTool(), QgsMapToolExtent)
         drawn = QgsRectangle(x0 + 1, y0 - 6, x0 + 5, y0 - 2)
         canvas.mapTool().extentChanged.emit(drawn)
-        assert dlg.area(layer) == drawn and canvas.mapTool() is None, "the tool is released after the drag"
+        assert dlg.area_picker.area(layer) == drawn and canvas.mapTool() is None, \
+            "the tool is released after the drag"
     finally:
         dlg.shutdown()
         dlg.deleteLater()
@@ -349,20 +356,20 @@ def test_a_preview_goes_stale_when_the_zoom_or_layer_changes(dialog: Any, projec
 
     dialog.set_scale(3.0)
     assert dialog.start_preview() is not None
-    assert wait_until(lambda: dialog.preview_task is None), "the preview task did not finish"
-    assert dialog.preview_images[1] is not None and not dialog.sr_pane.pixmap().isNull()
+    assert wait_until(lambda: dialog.preview.task is None), "the preview task did not finish"
+    assert dialog.preview.images[1] is not None and not dialog.preview.sr_pane.pixmap().isNull()
     dialog.all_bands_check.setChecked(False)  # no change: the preview stays
-    assert dialog.preview_images[1] is not None
+    assert dialog.preview.images[1] is not None
     dialog.set_scale(3.5)
-    assert dialog.preview_images == (None, None) and dialog.sr_pane.pixmap().isNull()
-    assert "out of date" in dialog.preview_info.text()
+    assert dialog.preview.images == (None, None) and dialog.preview.sr_pane.pixmap().isNull()
+    assert "out of date" in dialog.preview.info.text()
     # a preview whose settings change while it runs is not shown
     assert dialog.start_preview() is not None
     other = QgsRasterLayer(str(write_geotiff(tmp_path / "other.tif", np.full((3, 12, 12), 90, np.uint8))), "O", "gdal")
     project.addMapLayer(other)
     dialog.layer_combo.setLayer(other)
-    assert wait_until(lambda: dialog.preview_task is None), "the preview task did not finish"
-    assert dialog.preview_images == (None, None) and "out of date" in dialog.preview_info.text()
+    assert wait_until(lambda: dialog.preview.task is None), "the preview task did not finish"
+    assert dialog.preview.images == (None, None) and "out of date" in dialog.preview.info.text()
 
 
 def test_preview_panes_stay_inside_the_dialog_with_the_longest_messages(dialog: Any) -> None:
@@ -374,15 +381,15 @@ def test_preview_panes_stay_inside_the_dialog_with_the_longest_messages(dialog: 
     dialog.set_scale(11.5)  # above every model's recommended zoom: the longest estimate with its warning
     dialog.update_estimate()
     dialog.status_label.setText(dependencies.onnxruntime_install_text() * 2)
-    dialog.clear_preview("The preview is out of date: press Preview to see the new settings.")  # its longest text
+    dialog.preview.clear("The preview is out of date: press Preview to see the new settings.")  # its longest text
     dialog.resize(dialog.minimumWidth(), 200)  # as small as the user can make it
     for _ in range(5):
         QApplication.processEvents()
     inside = dialog.rect()
-    for pane in (dialog.bicubic_pane, dialog.sr_pane, dialog.run_button, dialog.cancel_button):
+    for pane in (dialog.preview.bicubic_pane, dialog.preview.sr_pane, dialog.run_button, dialog.cancel_button):
         top_left = pane.mapTo(dialog, QPoint(0, 0))
         assert inside.contains(QRect(top_left, pane.size())), f"{pane.objectName() or pane} leaves the dialog"
-    assert dialog.bicubic_pane.width() == dialog.sr_pane.width() >= 160
+    assert dialog.preview.bicubic_pane.width() == dialog.preview.sr_pane.width() >= 160
     assert dialog.height() <= 820, "long texts scroll; the dialog stays within a laptop screen"
     assert dialog.status_area.verticalScrollBar().maximum() > 0, "the long status text scrolls"
 
@@ -414,15 +421,15 @@ def test_the_preview_spot_is_picked_by_clicking_the_map(qgis_app: Any, tiny_mode
     x0, y0 = UTM33N_GT[0], UTM33N_GT[3]
     dlg, canvas = _canvas_dialog(layer, QgsRectangle(x0, y0 - 20, x0 + 20, y0))
     try:
-        dlg.start_picking()
+        dlg.preview.start_picking()
         assert isinstance(canvas.mapTool(), QgsMapToolEmitPoint)
         canvas.mapTool().canvasClicked.emit(QgsPointXY(x0 + 5 * 0.5, y0 - 33 * 0.5), Qt.LeftButton)  # what a click emits
         assert canvas.mapTool() is None, "the tool is released after the click"
-        col, row = dlg.preview_centre(layer)
+        col, row = dlg.preview.centre(layer)
         assert (col, row) == (pytest.approx(5, abs=0.01), pytest.approx(33, abs=0.01))
-        assert dlg.preview_task is not None, "the click starts a preview there"
-        assert wait_until(lambda: dlg.preview_task is None), "the preview task did not finish"
-        assert dlg.preview_images[1] is not None
+        assert dlg.preview.task is not None, "the click starts a preview there"
+        assert wait_until(lambda: dlg.preview.task is None), "the preview task did not finish"
+        assert dlg.preview.images[1] is not None
     finally:
         dlg.shutdown()
         dlg.deleteLater()
@@ -448,8 +455,8 @@ def test_the_preview_is_that_window_of_the_run_with_the_default_model(qgis_app: 
         dlg.layer_combo.setLayer(layer)
         dlg.set_scale(3.0)
         assert dlg.start_preview() is not None
-        assert wait_until(lambda: dlg.preview_task is None), "the preview task did not finish"
-        preview = gdal.Open(str(dlg.preview_dir / "preview_sr.tif"))
+        assert wait_until(lambda: dlg.preview.task is None), "the preview task did not finish"
+        preview = gdal.Open(str(dlg.preview.folder / "preview_sr.tif"))
         whole = superresolve(SuperResolveRequest(path, tmp_path / "whole.tif", 3.0)).output_path
         run = gdal.Open(str(whole))
         gp, gw = preview.GetGeoTransform(), run.GetGeoTransform()
@@ -460,5 +467,5 @@ def test_the_preview_is_that_window_of_the_run_with_the_default_model(qgis_app: 
         assert preview.GetMetadata()["MLIN_INPUT_CODE"] == run.GetMetadata()["MLIN_INPUT_CODE"]
     finally:
         dlg.shutdown()
-        wait_until(lambda: dlg.task is None and dlg.preview_task is None, 30)
+        wait_until(lambda: dlg.task is None and dlg.preview.task is None, 30)
         dlg.deleteLater()

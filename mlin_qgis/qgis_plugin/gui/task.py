@@ -6,13 +6,13 @@ place allowed to touch the project.
 """
 from __future__ import annotations
 
-import traceback
 from typing import Any, Optional
 
-from qgis.core import Qgis, QgsMessageLog, QgsProject, QgsRasterLayer, QgsTask
+from qgis.core import QgsProject, QgsRasterLayer, QgsTask
 from qgis.PyQt.QtCore import pyqtSignal
 
 from .. import dependencies
+from .errors import CANCELLED_TEXT, dialog_error_text
 
 
 class SuperResolveTask(QgsTask):
@@ -46,7 +46,7 @@ class SuperResolveTask(QgsTask):
     def run(self) -> bool:
         """Worker thread: no GUI, no project access; every failure becomes ``self.error``."""
         from mlin_qgis.core import pipeline  # onnxruntime is imported lazily by the engine, never here
-        from mlin_qgis.core.errors import MlinCancelled, MlinError
+        from mlin_qgis.core.errors import MlinCancelled
 
         if not dependencies.onnxruntime_available():
             self.error = dependencies.onnxruntime_install_text()
@@ -65,12 +65,8 @@ class SuperResolveTask(QgsTask):
         except MlinCancelled:
             self.cancelled_by_user = True
             return False
-        except MlinError as exc:
-            self.error = str(exc)
-            return False
-        except Exception:  # noqa: BLE001 - a bug must reach the user and the log, not kill the thread
-            self.error = "Unexpected error (please report it):\n" + traceback.format_exc()
-            QgsMessageLog.logMessage(self.error, dependencies.MESSAGE_TAG, Qgis.Critical)
+        except Exception as exc:  # noqa: BLE001 - a bug must reach the user and the log, not kill the thread
+            self.error = dialog_error_text(exc)  # the dialog's one handler (logs the traceback of a bug)
             return False
         finally:
             if source is not None:
@@ -98,6 +94,6 @@ class SuperResolveTask(QgsTask):
                 return
             self.error = f"The output {self.result.output_path} was written but QGIS cannot open it."
         if self.cancelled_by_user or (self.isCanceled() and not self.error):
-            self.done.emit(False, "Cancelled; no output was written.")
+            self.done.emit(False, CANCELLED_TEXT)
         else:
             self.done.emit(False, self.error or "The task was stopped.")

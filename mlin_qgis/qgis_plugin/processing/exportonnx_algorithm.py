@@ -13,7 +13,6 @@ from typing import Any, Dict, List, Optional
 from qgis.core import (
     QgsProcessingAlgorithm,
     QgsProcessingContext,
-    QgsProcessingException,
     QgsProcessingFeedback,
     QgsProcessingOutputFile,
     QgsProcessingParameterFile,
@@ -22,8 +21,11 @@ from qgis.core import (
 )
 from qgis.PyQt.QtGui import QIcon
 
+from mlin_qgis.core.errors import CheckpointError, MlinError
+
 from .. import dependencies
 from ..common import icon
+from .errors import processing_exception
 
 
 class ExportOnnxAlgorithm(QgsProcessingAlgorithm):
@@ -82,12 +84,19 @@ class ExportOnnxAlgorithm(QgsProcessingAlgorithm):
     def processAlgorithm(  # noqa: N802 - QGIS API
         self, parameters: Dict[str, Any], context: QgsProcessingContext, feedback: Optional[QgsProcessingFeedback]
     ) -> Dict[str, Any]:
-        feedback = feedback or QgsProcessingFeedback()
+        """Every failure leaves through processing_exception (processing/errors.py), the one mapping."""
+        try:
+            return self._process(parameters, context, feedback or QgsProcessingFeedback())
+        except Exception as exc:  # noqa: BLE001 - mapped, never swallowed
+            raise processing_exception(exc) from None
+
+    def _process(self, parameters: Dict[str, Any], context: QgsProcessingContext,
+                 feedback: QgsProcessingFeedback) -> Dict[str, Any]:
         checkpoint = self.parameterAsFile(parameters, self.CHECKPOINT, context)
         out_dir = self.parameterAsString(parameters, self.OUTPUT_FOLDER, context)
         name = self.parameterAsString(parameters, self.NAME, context).strip() or None
         if not Path(checkpoint).is_file():
-            raise QgsProcessingException(f"Checkpoint {checkpoint} does not exist; pick a .pth file.")
+            raise CheckpointError(f"Checkpoint {checkpoint} does not exist; pick a .pth file.")
 
         try:
             import torch  # noqa: F401 - probe first, so the message names torch, not an inner module
@@ -96,9 +105,9 @@ class ExportOnnxAlgorithm(QgsProcessingAlgorithm):
         except ImportError as exc:
             missing = (getattr(exc, "name", None) or "torch").split(".")[0]
             if missing == "mlin_qgis":
-                raise QgsProcessingException(
-                    f"This copy of the plugin lacks its model-export module ({exc}); reinstall the plugin.") from None
-            raise QgsProcessingException(dependencies.torch_install_text(missing)) from None
+                raise MlinError(f"This copy of the plugin lacks its model-export module ({exc}); reinstall the plugin.") \
+                    from None
+            raise MlinError(dependencies.torch_install_text(missing)) from None
 
         feedback.pushInfo(f"Exporting {checkpoint} to {out_dir} …")
         start = time.perf_counter()
@@ -106,9 +115,9 @@ class ExportOnnxAlgorithm(QgsProcessingAlgorithm):
             encoder, decoder = export_checkpoint(checkpoint, out_dir, name=name)
         except ImportError as exc:  # onnx is imported lazily by the exporter
             missing = (getattr(exc, "name", None) or "onnx").split(".")[0]
-            raise QgsProcessingException(dependencies.torch_install_text(missing)) from None
-        except Exception as exc:  # noqa: BLE001 - torch/onnx raise many types; the user needs the text
-            raise QgsProcessingException(f"Export of {checkpoint} failed: {exc}") from None
+            raise MlinError(dependencies.torch_install_text(missing)) from None
+        except Exception as exc:  # noqa: BLE001 - torch/onnx raise many types for a file that is no checkpoint
+            raise CheckpointError(f"Export of {checkpoint} failed: {exc}") from exc
 
         from .superresolve_algorithm import shipped_models
 

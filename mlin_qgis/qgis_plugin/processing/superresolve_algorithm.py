@@ -1,7 +1,7 @@
 """``mlin:superresolve``: the Processing face of :func:`mlin_qgis.core.pipeline.superresolve`.
 
 Only parameter plumbing lives here: read the QGIS parameters, build a ``SuperResolveRequest``, map
-progress/cancel onto the Processing feedback and errors onto ``QgsProcessingException``. Raster I/O,
+progress/cancel onto the Processing feedback and errors through ``processing_exception`` (errors.py). Raster I/O,
 tiling and inference are the core's job, so the same code path serves the CLI, the dialog and this.
 """
 from __future__ import annotations
@@ -29,6 +29,7 @@ from qgis.core import (
 from qgis.PyQt.QtGui import QIcon
 
 from mlin_qgis.core.aware import LOOKS
+from mlin_qgis.core.errors import MlinError, RasterError
 
 from .. import dependencies
 from ..common import (
@@ -41,8 +42,11 @@ from ..common import (
     shipped_models,
 )
 from ..layer_source import layer_source
+from .errors import processing_exception
 
 INPUT_LOOKS_CHOICES = ("auto", *LOOKS)
+
+
 class SuperResolveAlgorithm(QgsProcessingAlgorithm):
     """Super-resolve a raster by any real scale with an MLIN/LIIF ONNX model."""
 
@@ -263,7 +267,14 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
     def processAlgorithm(  # noqa: N802 - QGIS API
         self, parameters: Dict[str, Any], context: QgsProcessingContext, feedback: Optional[QgsProcessingFeedback]
     ) -> Dict[str, Any]:
-        feedback = feedback or QgsProcessingFeedback()
+        """Every failure leaves through processing_exception (processing/errors.py), the one mapping."""
+        try:
+            return self._process(parameters, context, feedback or QgsProcessingFeedback())
+        except Exception as exc:  # noqa: BLE001 - mapped, never swallowed
+            raise processing_exception(exc) from None
+
+    def _process(self, parameters: Dict[str, Any], context: QgsProcessingContext,
+                 feedback: QgsProcessingFeedback) -> Dict[str, Any]:
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
         if layer is None:
             raise QgsProcessingException(self.invalidRasterError(parameters, self.INPUT))
@@ -283,27 +294,19 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
         input_looks = INPUT_LOOKS_CHOICES[self.parameterAsEnum(parameters, self.INPUT_LOOKS, context)]
         cluster = (self.parameterAsString(parameters, self.CLUSTER, context) or "").strip()
         if cluster and not dependencies.distributed_available():
-            raise QgsProcessingException(dependencies.distributed_install_text())
-
-        from mlin_qgis.core.errors import MlinCancelled, MlinError
-
+            raise MlinError(dependencies.distributed_install_text())
         if not dependencies.onnxruntime_available():
-            raise QgsProcessingException(dependencies.onnxruntime_install_text())
+            raise MlinError(dependencies.onnxruntime_install_text())
         area = None
         if parameters.get(self.EXTENT) not in (None, ""):
             area = self.parameterAsExtent(parameters, self.EXTENT, context, layer.crs())
         resolution = self.parameterAsDouble(parameters, self.RESOLUTION, context) or None
         if cluster and raster_file_path(layer) is None:
-            raise QgsProcessingException(
+            raise RasterError(
                 f"Layer '{layer.name()}' is not a file: it would be read into a temporary file on this computer, "
                 "which the cluster's workers cannot see; save it as a GeoTIFF in a shared folder first, or leave "
                 "CLUSTER empty.")
-        try:
-            source = layer_source(layer, area, resolution, feedback)
-        except MlinCancelled:
-            raise QgsProcessingException("Cancelled by the user; no output was written.") from None
-        except MlinError as exc:
-            raise QgsProcessingException(str(exc)) from None
+        source = layer_source(layer, area, resolution, feedback)
         try:
             return self._run(layer, source, output, weights_map, scale, model, bands, all_bands, tile_size, device,
                              ensemble, cluster, context, feedback, precision, fidelity, input_looks)
@@ -315,7 +318,6 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
              cluster: str, context: QgsProcessingContext, feedback: QgsProcessingFeedback,
              precision: str = "fp32", fidelity: bool = False, input_looks: str = "auto") -> Dict[str, Any]:
         from mlin_qgis.core import pipeline
-        from mlin_qgis.core.errors import MlinCancelled, MlinError
 
         request = pipeline.SuperResolveRequest(
             input_path=source.path, output_path=output, scale=scale, model=model, bands=bands,
@@ -332,17 +334,10 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
             if message:
                 feedback.setProgressText(message)
 
-        try:
-            if cluster:
-                result = self._run_on_cluster(request, cluster, progress, feedback)
-            else:
-                result = pipeline.superresolve(request, progress=progress, is_cancelled=feedback.isCanceled)
-        except MlinCancelled as exc:
-            if cluster:
-                raise QgsProcessingException(f"Cancelled by the user; no output was written ({exc}).") from None
-            raise QgsProcessingException("Cancelled by the user; no output was written.") from None
-        except MlinError as exc:
-            raise QgsProcessingException(str(exc)) from None
+        if cluster:
+            result = self._run_on_cluster(request, cluster, progress, feedback)
+        else:
+            result = pipeline.superresolve(request, progress=progress, is_cancelled=feedback.isCanceled)
 
         for warning in result.warnings or ():
             feedback.pushWarning(str(warning))
