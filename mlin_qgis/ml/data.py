@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -103,7 +103,7 @@ class FeatureBank:
     """A ring of encoded crops; slot = crop_id % size."""
 
     source: CropSource
-    encode: "object"  # callable: (B,3,h,w) in [0,1] -> features
+    encode: Callable[[torch.Tensor], torch.Tensor]  # (B,3,h,w) in [0,1] -> features
     size: int
     feats: List[Optional[torch.Tensor]] = field(default_factory=list)
     hrs: List[Optional[torch.Tensor]] = field(default_factory=list)

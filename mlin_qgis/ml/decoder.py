@@ -11,7 +11,7 @@ Two forward paths that give the same numbers:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional, Tuple
+from typing import List, Optional, Tuple, cast
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +24,7 @@ from .registry import Registry
 # The four neighbours in LIIF's loop order: (row shift, col shift).
 NEIGHBOURS: Tuple[Tuple[int, int], ...] = ((-1, -1), (-1, 1), (1, -1), (1, 1))
 # How the four neighbour predictions are mixed, by config name: a factory of the learned part (None: none).
-WEIGHTINGS: Registry[Optional[nn.Module]] = Registry("weighting")
+WEIGHTINGS: Registry[Optional[MetaWeightNet]] = Registry("weighting")
 # Nudges a query that sits exactly on a code centre to the same side LIIF's eps_shift picks.
 _EPS_PX = 1e-4
 _LIIF_EPS = 1e-6
@@ -61,6 +61,13 @@ class MLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)
 
+    @property
+    def first_layer(self) -> nn.Linear:
+        """The first linear layer (the factored path applies it as a convolution plus geometry terms)."""
+        layer = self.layers[0]
+        assert isinstance(layer, nn.Linear)
+        return layer
+
     def tail(self, h1: torch.Tensor) -> torch.Tensor:
         """Everything after the first linear layer (the factored path supplies its output)."""
         return self.layers[1:](h1)
@@ -93,9 +100,10 @@ class MetaWeightNet(nn.Module):
     def __init__(self, in_dim: int, embed: int, hidden: int) -> None:
         super().__init__()
         self.embed = nn.Linear(in_dim, embed)
-        self.head = nn.Sequential(nn.Linear(4 * embed, hidden), nn.ReLU(), nn.Linear(hidden, 4))
-        nn.init.zeros_(self.head[2].weight)
-        nn.init.zeros_(self.head[2].bias)
+        first, out = nn.Linear(4 * embed, hidden), nn.Linear(hidden, 4)  # built in this order, as ever
+        self.head = nn.Sequential(first, nn.ReLU(), out)
+        nn.init.zeros_(out.weight)
+        nn.init.zeros_(out.bias)
 
     def logits_from_stack(self, hidden: torch.Tensor) -> torch.Tensor:
         """(..., 4, in_dim) trunk features of the four neighbours -> (..., 4) logit corrections."""
@@ -127,7 +135,7 @@ class ImplicitDecoder(nn.Module):
         in_dim = self.code_dim + 4
         self.imnet = MLP(in_dim, cfg.hidden, cfg.out_dim)
         # after the MLP, as always: the random initialisation order (and so every seeded run) is unchanged
-        self.meta = WEIGHTINGS.get(cfg.weighting)(cfg)
+        self.meta: Optional[MetaWeightNet] = WEIGHTINGS.get(cfg.weighting)(cfg)
 
     # ---- factored path -------------------------------------------------------------------
     @property
@@ -140,7 +148,7 @@ class ImplicitDecoder(nn.Module):
 
     def project(self, feat: torch.Tensor) -> torch.Tensor:
         """Apply the first layer to every 3x3-unfolded code at once, as a 3x3 convolution."""
-        first = self.imnet.layers[0]
+        first = self.imnet.first_layer
         weight = first.weight[:, : self.code_dim].reshape(-1, self.cfg.feat_dim, 3, 3)
         return F.conv2d(feat, weight, first.bias, padding=1)
 
@@ -167,7 +175,7 @@ class ImplicitDecoder(nn.Module):
         offset = (torch.arange(b, device=proj.device) * (h * w)).view(b, 1)
         base = torch.floor(coord + _EPS_PX)
         rel_cell = cell * 2.0  # LIIF's cell input is in half-pixel units
-        w_geo = self.imnet.layers[0].weight[:, self.code_dim :]  # coordinate and cell columns
+        w_geo = self.imnet.first_layer.weight[:, self.code_dim :]  # coordinate and cell columns
 
         preds, areas, hiddens = [], [], []
         for dy, dx in NEIGHBOURS:
@@ -196,7 +204,8 @@ class ImplicitDecoder(nn.Module):
             correction = self.meta.logits(hiddens)
             logits = torch.log(area_w) + correction if self.cfg.meta_residual else correction
             weights = torch.softmax(logits, dim=-1)
-        rgb = sum(p * weights[..., i : i + 1] for i, p in enumerate(preds))
+        # four neighbours, so never the empty sum's 0
+        rgb = cast(torch.Tensor, sum(p * weights[..., i : i + 1] for i, p in enumerate(preds)))
         return rgb, weights, area_w
 
     # ---- LIIF-literal path ------------------------------------------------------------------

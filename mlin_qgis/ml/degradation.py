@@ -177,7 +177,7 @@ class Degradation:
         if self.blur_sigma is not None:
             x = blur(x, gaussian_kernel(*self.blur_sigma))
         if tuple(x.shape[-2:]) != tuple(size):
-            x = downsample(x, tuple(int(v) for v in size), self.kernel)
+            x = downsample(x, (int(size[0]), int(size[1])), self.kernel)
         x = x.clamp(0.0, 1.0)
         if self.noise_sigma > 0:
             x = add_noise(x, self.noise_sigma, self.signal_dependent, self.noise_seed).clamp(0.0, 1.0)

@@ -11,7 +11,7 @@ from torch import nn
 
 from .registry import Registry
 
-ENCODERS: Registry[nn.Module] = Registry("encoder")
+ENCODERS: Registry[Encoder] = Registry("encoder")
 
 
 def _conv(cin: int, cout: int, k: int = 3) -> nn.Conv2d:
@@ -24,9 +24,17 @@ class MeanShift(nn.Conv2d):
     def __init__(self) -> None:
         super().__init__(3, 3, kernel_size=1)
         self.weight.data = torch.eye(3).view(3, 3, 1, 1)
+        assert self.bias is not None  # built with bias=True
         self.bias.data.zero_()
         for p in self.parameters():
             p.requires_grad = False
+
+
+class Encoder(nn.Module):
+    """What the decoder needs to know of a trunk: its feature width and receptive field (LR px)."""
+
+    out_dim: int
+    receptive_field: int
 
 
 class ResBlock(nn.Module):
@@ -46,7 +54,7 @@ class EDSRConfig:
     res_scale: float = 1.0
 
 
-class EDSR(nn.Module):
+class EDSR(Encoder):
     """EDSR trunk: head conv, residual blocks, body conv, global skip."""
 
     def __init__(self, cfg: Optional[EDSRConfig] = None) -> None:
@@ -93,7 +101,7 @@ class RDNConfig:
     growth: int = 64
 
 
-class RDN(nn.Module):
+class RDN(Encoder):
     """Residual dense network trunk (LIIF's RDN, configuration B, no upsampler)."""
 
     def __init__(self, cfg: Optional[RDNConfig] = None) -> None:
@@ -117,15 +125,15 @@ class RDN(nn.Module):
 
 
 @ENCODERS.register("edsr-baseline")
-def edsr_baseline(**kwargs: object) -> nn.Module:
+def edsr_baseline(**kwargs: object) -> Encoder:
     return EDSR(EDSRConfig())
 
 
 @ENCODERS.register("rdn")
-def rdn(**kwargs: object) -> nn.Module:
+def rdn(**kwargs: object) -> Encoder:
     return RDN(RDNConfig())
 
 
-def build_encoder(name: str) -> nn.Module:
+def build_encoder(name: str) -> Encoder:
     """Build an encoder by its LIIF name ('edsr-baseline', 'rdn'); extra LIIF args are ignored."""
     return ENCODERS.get(name)()

@@ -15,7 +15,7 @@ import logging
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
 import numpy as np
 import torch
@@ -82,7 +82,7 @@ def export_aware(model: DegradationAwareSR, out_dir: str | Path, card: Dict[str,
     # differences from it: the differences are small, so they compress better (~1.3 MB less, measured);
     # core/aware.py adds them back.
     base = 1 if k > 2 else 0
-    arrays: Dict[str, np.ndarray] = {}
+    arrays: Dict[str, np.ndarray | np.int64] = {}
     for key, values in stacks.items():
         if all(np.array_equal(values[0], v) for v in values[1:]):
             continue
@@ -158,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     state = torch.load(args.weights, map_location="cpu", weights_only=True)
     model = load_aware(args.weights)
-    name: Optional[str] = args.name or Path(args.out).name
+    name: str = args.name or Path(args.out).name
     export_aware(model, args.out, aware_card(model, name, state))
     for f in (ENCODER_FILE, DECODER_FILE, EXPERTS_FILE, ESTIMATOR_FILE):
         log.info("%s: %.1f MB", f, (Path(args.out) / f).stat().st_size / 1e6)

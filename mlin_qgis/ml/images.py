@@ -64,7 +64,7 @@ def list_images(root: str | Path, split: str | None = None, split_file: str | Pa
     if (split is None) != (split_file is None):
         raise DataError("split and split_file go together: give both (e.g. --split val --split-file split.json) "
                          "or neither")
-    if split is None:
+    if split is None or split_file is None:  # both or neither (checked above)
         images = _walk_images(root)
     else:
         images = []
@@ -102,8 +102,9 @@ def load_image(path: str | Path) -> np.ndarray:
     if not path.is_file():
         raise DataError(f"image {path} does not exist; check the path")
     try:
-        with Image.open(path) as img:
-            img.load()
+        with Image.open(path) as opened:
+            opened.load()
+            img: Image.Image = opened
             mode = img.mode
             if mode in ("P", "PA", "1", "CMYK", "YCbCr", "LAB", "HSV"):
                 img = img.convert("RGBA" if mode == "PA" or "transparency" in img.info else "RGB")

@@ -49,7 +49,7 @@ class OnnxMethod:
 
     def super_resolve(self, lr: torch.Tensor, out_size: tuple[int, int], chunk: int = 65536) -> torch.Tensor:
         """Each image of the batch through the engine, unclipped (the metrics clip)."""
-        outs = [self.engine.upscale(img.numpy().astype(np.float32), tuple(out_size), clip=False,
+        outs = [self.engine.upscale(img.numpy().astype(np.float32), (int(out_size[0]), int(out_size[1])), clip=False,
                                     ensemble=self.ensemble) for img in lr]
         return torch.from_numpy(np.stack(outs))
 

@@ -170,7 +170,7 @@ def quick_val(model: ImplicitSR, images: List[np.ndarray], scales: List[float],
         for i, img in enumerate(images):
             hr = torch.from_numpy(img).permute(2, 0, 1).float().div(255).unsqueeze(0)
             lr = make_lr(hr, (round(hr.shape[2] / s), round(hr.shape[3] / s)), suite_degradation(name, s, i))
-            sr = model.super_resolve(lr, hr.shape[-2:]).clamp(0, 1)
+            sr = model.super_resolve(lr, (hr.shape[2], hr.shape[3])).clamp(0, 1)
             shave = math.ceil(s)
             mse = F.mse_loss(sr[..., shave:-shave, shave:-shave], hr[..., shave:-shave, shave:-shave]).item()
             vals.append(10 * math.log10(1 / max(mse, 1e-12)))

@@ -212,7 +212,7 @@ def monitor(model: DegradationAwareSR, crops: List[np.ndarray], scales: List[flo
                 hr = torch.from_numpy(img).permute(2, 0, 1).float().div(255).unsqueeze(0).to(device)
                 lr = make_lr(hr.cpu(), (round(hr.shape[2] / s), round(hr.shape[3] / s)),
                              suite_degradation(name, s, i)).to(device)
-                sr = model.super_resolve(lr, hr.shape[-2:]).clamp(0, 1)
+                sr = model.super_resolve(lr, (hr.shape[2], hr.shape[3])).clamp(0, 1)
                 shave = math.ceil(s)
                 mse = F.mse_loss(sr[..., shave:-shave, shave:-shave], hr[..., shave:-shave, shave:-shave]).item()
                 vals.append(10 * math.log10(1 / max(mse, 1e-12)))
