@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Optional
 
 from qgis.core import (
-    QgsProcessingAlgorithm,
     QgsProcessingContext,
     QgsProcessingFeedback,
     QgsProcessingOutputFile,
@@ -19,42 +18,25 @@ from qgis.core import (
     QgsProcessingParameterFolderDestination,
     QgsProcessingParameterString,
 )
-from qgis.PyQt.QtGui import QIcon
 
 from mlin_qgis.core.errors import CheckpointError, MlinError
 
 from .. import dependencies
-from ..common import icon
-from .errors import processing_exception
+from .algorithm import MlinAlgorithm
 
 
-class ExportOnnxAlgorithm(QgsProcessingAlgorithm):
+class ExportOnnxAlgorithm(MlinAlgorithm):
     """Export an MLIN or official LIIF checkpoint to ``encoder.onnx`` + ``decoder.onnx`` with its card."""
+
+    ALGORITHM_ID = "exportonnx"
+    DISPLAY_NAME = "Export checkpoint to ONNX (MLIN)"
+    GROUP = "Models"
+    GROUP_ID = "models"
+    TAGS = ("onnx", "export", "checkpoint", "pytorch", "torch", "liif", "mlin", "model")
 
     CHECKPOINT = "CHECKPOINT"
     OUTPUT_FOLDER = "OUTPUT_FOLDER"
     NAME = "NAME"
-
-    def name(self) -> str:
-        return "exportonnx"
-
-    def displayName(self) -> str:  # noqa: N802 - QGIS API
-        return "Export checkpoint to ONNX (MLIN)"
-
-    def group(self) -> str:
-        return "Models"
-
-    def groupId(self) -> str:  # noqa: N802 - QGIS API
-        return "models"
-
-    def tags(self) -> List[str]:
-        return ["onnx", "export", "checkpoint", "pytorch", "torch", "liif", "mlin", "model"]
-
-    def icon(self) -> QIcon:
-        return icon()
-
-    def createInstance(self) -> "ExportOnnxAlgorithm":  # noqa: N802 - QGIS API
-        return ExportOnnxAlgorithm()
 
     def initAlgorithm(self, config: Optional[Dict[str, Any]] = None) -> None:  # noqa: N802 - QGIS API
         self.addParameter(QgsProcessingParameterFile(
@@ -80,15 +62,6 @@ class ExportOnnxAlgorithm(QgsProcessingAlgorithm):
             "<p>Needs PyTorch and onnx in QGIS's Python (running models does not); the error message "
             "says what to install when they are missing.</p>"
         )
-
-    def processAlgorithm(  # noqa: N802 - QGIS API
-        self, parameters: Dict[str, Any], context: QgsProcessingContext, feedback: Optional[QgsProcessingFeedback]
-    ) -> Dict[str, Any]:
-        """Every failure leaves through processing_exception (processing/errors.py), the one mapping."""
-        try:
-            return self._process(parameters, context, feedback or QgsProcessingFeedback())
-        except Exception as exc:  # noqa: BLE001 - mapped, never swallowed
-            raise processing_exception(exc) from None
 
     def _process(self, parameters: Dict[str, Any], context: QgsProcessingContext,
                  feedback: QgsProcessingFeedback) -> Dict[str, Any]:

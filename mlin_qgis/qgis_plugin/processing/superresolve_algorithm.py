@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional, Tuple
 
 from qgis.core import (
-    QgsProcessingAlgorithm,
     QgsProcessingContext,
     QgsProcessingException,
     QgsProcessingFeedback,
@@ -26,7 +25,6 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
     QgsProcessingParameterString,
 )
-from qgis.PyQt.QtGui import QIcon
 
 from mlin_qgis.core.aware import LOOKS
 from mlin_qgis.core.errors import MlinError, RasterError
@@ -35,20 +33,23 @@ from .. import dependencies
 from ..common import (
     DEVICES,
     MIN_SCALE,
-    icon,
     max_scale,
     output_layer_name,
     raster_file_path,
     shipped_models,
 )
 from ..layer_source import layer_source
-from .errors import processing_exception
+from .algorithm import MlinAlgorithm
 
 INPUT_LOOKS_CHOICES = ("auto", *LOOKS)
 
 
-class SuperResolveAlgorithm(QgsProcessingAlgorithm):
+class SuperResolveAlgorithm(MlinAlgorithm):
     """Super-resolve a raster by any real scale with an MLIN/LIIF ONNX model."""
+
+    ALGORITHM_ID = "superresolve"
+    DISPLAY_NAME = "Super-resolve raster (MLIN)"
+    TAGS = ("super-resolution", "upscale", "upsample", "resample", "zoom", "liif", "mlin", "onnx", "deep learning")
 
     INPUT = "INPUT"
     SCALE = "SCALE"
@@ -67,27 +68,6 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
     FIDELITY = "FIDELITY"
     INPUT_LOOKS = "INPUT_LOOKS"
     OUTPUT = "OUTPUT"
-
-    def name(self) -> str:
-        return "superresolve"
-
-    def displayName(self) -> str:  # noqa: N802 - QGIS API
-        return "Super-resolve raster (MLIN)"
-
-    def group(self) -> str:
-        return ""
-
-    def groupId(self) -> str:  # noqa: N802 - QGIS API
-        return ""
-
-    def tags(self) -> List[str]:
-        return ["super-resolution", "upscale", "upsample", "resample", "zoom", "liif", "mlin", "onnx", "deep learning"]
-
-    def icon(self) -> QIcon:
-        return icon()
-
-    def createInstance(self) -> "SuperResolveAlgorithm":  # noqa: N802 - QGIS API
-        return SuperResolveAlgorithm()
 
     # -- parameters -------------------------------------------------------------------------------
     def initAlgorithm(self, config: Optional[Dict[str, Any]] = None) -> None:  # noqa: N802 - QGIS API
@@ -263,15 +243,6 @@ class SuperResolveAlgorithm(QgsProcessingAlgorithm):
         with ClusterSession(ClusterConfig(address=address, allow_local=False)) as session:
             return superresolve_on_cluster(request, session, progress=progress, is_cancelled=feedback.isCanceled,
                                            say=feedback.pushInfo)
-
-    def processAlgorithm(  # noqa: N802 - QGIS API
-        self, parameters: Dict[str, Any], context: QgsProcessingContext, feedback: Optional[QgsProcessingFeedback]
-    ) -> Dict[str, Any]:
-        """Every failure leaves through processing_exception (processing/errors.py), the one mapping."""
-        try:
-            return self._process(parameters, context, feedback or QgsProcessingFeedback())
-        except Exception as exc:  # noqa: BLE001 - mapped, never swallowed
-            raise processing_exception(exc) from None
 
     def _process(self, parameters: Dict[str, Any], context: QgsProcessingContext,
                  feedback: QgsProcessingFeedback) -> Dict[str, Any]:
