@@ -8,7 +8,6 @@ same size.
 """
 from __future__ import annotations
 
-import logging
 import math
 import shutil
 import tempfile
@@ -30,9 +29,7 @@ from qgis.PyQt.QtCore import QSize, Qt
 from qgis.PyQt.QtGui import QColor, QImage, QPixmap
 from qgis.PyQt.QtWidgets import QGridLayout, QGroupBox, QLabel, QPushButton, QWidget
 
-from .task import SuperResolveTask
-
-log = logging.getLogger(__name__)
+from .task import SuperResolveTask, cancel_task
 
 PREVIEW_OUT_PX = 128  # side of the preview output (shown 2x); the LR window is PREVIEW_OUT_PX / scale
 PREVIEW_LR_MIN, PREVIEW_LR_MAX = 8, 48
@@ -253,9 +250,5 @@ class PreviewWidget(QGroupBox):
 
     def shutdown(self) -> None:
         """Cancel a running preview and remove its files (plugin unload, dialog destruction)."""
-        if self.task is not None:
-            try:
-                self.task.cancel()
-            except RuntimeError:  # already deleted by the task manager
-                log.debug("preview task already gone")
+        cancel_task(self.task, "preview")
         self.clear_files()

@@ -6,6 +6,7 @@ place allowed to touch the project.
 """
 from __future__ import annotations
 
+import logging
 from typing import Any, Optional
 
 from qgis.core import QgsProject, QgsRasterLayer, QgsTask
@@ -13,6 +14,17 @@ from qgis.PyQt.QtCore import pyqtSignal
 
 from .. import dependencies
 from .errors import CANCELLED_TEXT, dialog_error_text
+
+log = logging.getLogger(__name__)
+
+
+def cancel_task(task: Optional[QgsTask], what: str) -> None:
+    """Cancel ``task`` if there is one; one the task manager has already deleted is let go (logged as ``what``)."""
+    if task is not None:
+        try:
+            task.cancel()
+        except RuntimeError:  # already deleted by the task manager
+            log.debug("%s task already gone", what)
 
 
 class SuperResolveTask(QgsTask):

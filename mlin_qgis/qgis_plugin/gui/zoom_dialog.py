@@ -8,7 +8,6 @@ dialog shows goes through :func:`~.errors.dialog_error_text`.
 """
 from __future__ import annotations
 
-import logging
 import math
 import os
 import re
@@ -45,9 +44,7 @@ from .area_picker import AreaPicker, rect_tuple
 from .errors import dialog_error_text
 from .estimate import EstimateArgs, EstimateLabel
 from .preview import PreviewWidget
-from .task import SuperResolveTask
-
-log = logging.getLogger(__name__)
+from .task import SuperResolveTask, cancel_task
 
 MIN_ZOOM = 1.1
 SLIDER_STEPS_PER_UNIT = 10  # slider ints = scale * 10 (0.1 steps)
@@ -422,11 +419,7 @@ class ZoomDialog(QDialog):
     # -- closing ------------------------------------------------------------------------------------
     def shutdown(self) -> None:
         """Cancel running tasks and remove preview files (plugin unload, dialog destruction)."""
-        if self.task is not None:
-            try:
-                self.task.cancel()
-            except RuntimeError:  # already deleted by the task manager
-                log.debug("run task already gone")
+        cancel_task(self.task, "run")
         self.preview.shutdown()
         self._estimate_timer.stop()
 
