@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, ClassVar, Dict, Type, TypeVar
 
 from ..core.errors import ConfigError
 from .data import SamplerConfig
@@ -34,3 +34,21 @@ def read_yaml(path: str | Path, cls: type) -> Dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"training config not found: {path}; pass the path of a YAML file with {cls.__name__} fields")
     return yaml.safe_load(path.read_text()) or {}
+
+
+C = TypeVar("C", bound="YamlConfig")
+
+
+class YamlConfig:
+    """Mixin for a training config dataclass: `from_dict` checks the keys, `from_yaml` reads a file.
+    `config_kind` names the command in error messages."""
+
+    config_kind: ClassVar[str] = "training"
+
+    @classmethod
+    def from_dict(cls: Type[C], data: Dict[str, Any]) -> C:
+        return cls(**config_fields(cls, data, cls.config_kind))
+
+    @classmethod
+    def from_yaml(cls: Type[C], path: str | Path) -> C:
+        return cls.from_dict(read_yaml(path, cls))

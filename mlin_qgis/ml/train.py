@@ -23,19 +23,20 @@ import torch
 import torch.nn.functional as F
 
 from ..core.errors import ConfigError
-from .config_files import config_fields, read_yaml
+from .config_files import YamlConfig
 from .data import CropSource, FeatureBank, SamplerConfig, sample_queries, training_images
 from .decoder import DecoderConfig
-from .degradation import DegradationConfig, make_lr, suite_degradation
-from .images import list_images, load_image
+from .degradation import DegradationConfig
+from .images import list_images
 from .model import ImplicitSR, load_model, read_checkpoint, save_model
+from .monitoring import centre_crops, crops_psnr
 
 log_ = logging.getLogger(__name__)
 LOSSES = ("l1", "l2")
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(YamlConfig):
     data_root: str = "../shared/data/ucmerced/train"
     split: Optional[str] = None
     split_file: Optional[str] = None
@@ -77,14 +78,6 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
             raise ConfigError(f"unknown loss '{self.loss}'; choose one of: {', '.join(LOSSES)}")
-
-    @classmethod
-    def from_dict(cls, data: Dict[str, Any]) -> "TrainConfig":
-        return cls(**config_fields(cls, data, "training"))
-
-    @classmethod
-    def from_yaml(cls, path: str | Path) -> "TrainConfig":
-        return cls.from_dict(read_yaml(path, cls))
 
 
 def pick_device(name: str) -> torch.device:
@@ -166,30 +159,15 @@ def quick_val(model: ImplicitSR, images: List[np.ndarray], scales: List[float],
     out: Dict[str, float] = {}
     model.eval()
     for name, s in [(d, s) for d in degradations for s in scales]:
-        vals = []
-        for i, img in enumerate(images):
-            hr = torch.from_numpy(img).permute(2, 0, 1).float().div(255).unsqueeze(0)
-            lr = make_lr(hr, (round(hr.shape[2] / s), round(hr.shape[3] / s)), suite_degradation(name, s, i))
-            sr = model.super_resolve(lr, (hr.shape[2], hr.shape[3])).clamp(0, 1)
-            shave = math.ceil(s)
-            mse = F.mse_loss(sr[..., shave:-shave, shave:-shave], hr[..., shave:-shave, shave:-shave]).item()
-            vals.append(10 * math.log10(1 / max(mse, 1e-12)))
-        out[f"x{s:g}" if name == "bicubic" else f"{name}-x{s:g}"] = float(np.mean(vals))
+        out[f"x{s:g}" if name == "bicubic" else f"{name}-x{s:g}"] = crops_psnr(model.super_resolve, images, name, s)
     model.train()
     return out
 
 
 def _val_crops(cfg: TrainConfig) -> List[np.ndarray]:
-    if not cfg.val_root or cfg.val_images <= 0 or not Path(cfg.val_root).is_dir():
+    if not cfg.val_root or not Path(cfg.val_root).is_dir():
         return []
-    paths = list_images(cfg.val_root)
-    picks = [paths[i] for i in np.linspace(0, len(paths) - 1, min(cfg.val_images, len(paths))).astype(int)]
-    crops = []
-    for p in picks:
-        img = load_image(p)
-        y, x = (img.shape[0] - 192) // 2, (img.shape[1] - 192) // 2
-        crops.append(np.ascontiguousarray(img[y : y + 192, x : x + 192]))
-    return crops
+    return centre_crops(list_images(cfg.val_root), cfg.val_images, 192)
 
 
 def train(cfg: TrainConfig, progress: bool = True) -> Path:

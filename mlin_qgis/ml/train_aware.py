@@ -24,19 +24,20 @@ import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, ClassVar, Dict, List, Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..core.errors import ConfigError
-from .config_files import config_fields, read_yaml
+from .config_files import YamlConfig
 from .data import CropSource, SamplerConfig, sample_queries, training_images
-from .degradation import DegradationConfig, make_lr, suite_degradation
+from .degradation import DegradationConfig
 from .estimator import degradation_targets
-from .images import list_images, load_image
+from .images import list_images
 from .mixture import DegradationAwareSR, MixtureConfig
+from .monitoring import centre_crops, crops_psnr
 from .train import pick_device
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,8 @@ MONITOR_DEGRADATIONS = ("bicubic", "bicubic-aliased", "jpeg")
 
 
 @dataclass
-class AwareTrainConfig:
+class AwareTrainConfig(YamlConfig):
+    config_kind: ClassVar[str] = "train-aware"
     data_root: str = "../shared/data/ucmerced/train"
     split_file: Optional[str] = "configs/splits/ucmerced_dev.json"
     split: Optional[str] = "fit"
@@ -89,14 +91,6 @@ class AwareTrainConfig:
     checkpoint_minutes: float = 8.0
     monitor_every: int = 100
     log_every: int = 10
-
-    @classmethod
-    def from_dict(cls, data: Dict[str, Any]) -> "AwareTrainConfig":
-        return cls(**config_fields(cls, data, "train-aware"))
-
-    @classmethod
-    def from_yaml(cls, path: str | Path) -> "AwareTrainConfig":
-        return cls.from_dict(read_yaml(path, cls))
 
 
 # ---- model, optimizer, schedule ---------------------------------------------------------------------
@@ -187,16 +181,9 @@ def step_loss(model: DegradationAwareSR, source: CropSource, cfg: AwareTrainConf
 # ---- monitor ----------------------------------------------------------------------------------------------
 
 def monitor_crops(root: Optional[str], split: Optional[str], split_file: Optional[str], count: int) -> List[np.ndarray]:
-    if not root or count <= 0 or not Path(root).is_dir():
+    if not root or not Path(root).is_dir():
         return []
-    paths = list_images(root, split, split_file) if split else list_images(root)
-    picks = [paths[i] for i in np.linspace(0, len(paths) - 1, min(count, len(paths))).astype(int)]
-    crops = []
-    for p in picks:
-        img = load_image(p)
-        y, x = (img.shape[0] - 128) // 2, (img.shape[1] - 128) // 2
-        crops.append(np.ascontiguousarray(img[y : y + 128, x : x + 128]))
-    return crops
+    return centre_crops(list_images(root, split, split_file) if split else list_images(root), count, 128)
 
 
 @torch.no_grad()
@@ -207,16 +194,7 @@ def monitor(model: DegradationAwareSR, crops: List[np.ndarray], scales: List[flo
     model.eval()
     for name in MONITOR_DEGRADATIONS:
         for s in scales:
-            vals = []
-            for i, img in enumerate(crops):
-                hr = torch.from_numpy(img).permute(2, 0, 1).float().div(255).unsqueeze(0).to(device)
-                lr = make_lr(hr.cpu(), (round(hr.shape[2] / s), round(hr.shape[3] / s)),
-                             suite_degradation(name, s, i)).to(device)
-                sr = model.super_resolve(lr, (hr.shape[2], hr.shape[3])).clamp(0, 1)
-                shave = math.ceil(s)
-                mse = F.mse_loss(sr[..., shave:-shave, shave:-shave], hr[..., shave:-shave, shave:-shave]).item()
-                vals.append(10 * math.log10(1 / max(mse, 1e-12)))
-            out[f"{name}-x{s:g}"] = round(float(np.mean(vals)), 4)
+            out[f"{name}-x{s:g}"] = round(crops_psnr(model.super_resolve, crops, name, s, device), 4)
     model.train(was_training)
     return out
 
