@@ -52,4 +52,5 @@ class MlinAlgorithm(QgsProcessingAlgorithm):
 
     def _process(self, parameters: Dict[str, Any], context: QgsProcessingContext,
                  feedback: QgsProcessingFeedback) -> Dict[str, Any]:
-        raise NotImplementedError
+        """The algorithm's own work; each subclass implements it (QGIS's sip metaclass rules out abc)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement _process")
