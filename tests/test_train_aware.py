@@ -18,7 +18,7 @@ from mlin_qgis.ml.data import SamplerConfig  # noqa: E402
 from mlin_qgis.ml.degradation import Degradation  # noqa: E402
 from mlin_qgis.ml.estimator import degradation_targets  # noqa: E402
 from mlin_qgis.ml.onnx_import import model_from_onnx  # noqa: E402
-from mlin_qgis.ml.train_aware import AwareTrainConfig, smoke_config, train  # noqa: E402
+from mlin_qgis.ml.train_aware import AwareTrainConfig, EstimatorFinish, smoke_config, train  # noqa: E402
 
 # Three real trained models of the same architecture (the shipped MLIN and the aware model's own clean-mix
 # pair, twice): what the mixture needs, whatever they were trained for.
@@ -161,3 +161,39 @@ def test_a_later_estimator_stretch_moves_only_the_estimator(images: Path, tmp_pa
     train(cfg, resume=True)  # and the joint training goes on after it
     final = state(tmp_path / "run")["state_dict"]
     assert any(not torch.equal(after[k], final[k]) for k in final if k.startswith("experts."))
+
+
+def finishing(images: Path, run_dir: Path) -> AwareTrainConfig:
+    cfg = config(images, run_dir)
+    cfg.estimator_finish = EstimatorFinish(iterations=3, batch_size=2, lr=1e-3, samplers=[
+        SamplerConfig(lr_size=20, scale_min=1.0, scale_max=2.0, sample_q=16),
+        SamplerConfig(lr_size=12, scale_min=2.0, scale_max=3.0, sample_q=16)])
+    return cfg
+
+
+def test_the_finishing_stage_moves_only_the_estimator_and_resumes_exactly(images: Path, tmp_path: Path) -> None:
+    """`estimator_finish` (chunk 3): after the joint iterations, the estimator alone on large crops."""
+    cfg = finishing(images, tmp_path / "run")
+    train(cfg, stop_at=cfg.iterations)
+    before = state(tmp_path / "run")["state_dict"]
+    train(cfg, resume=True, stop_at=cfg.iterations + 1)
+    train(cfg, resume=True)
+    done = state(tmp_path / "run")
+    assert done["iteration"] == cfg.iterations + 3
+    moved = {k for k in before if not torch.equal(before[k], done["state_dict"][k])}
+    assert moved and all(k.startswith("estimator.") for k in moved), sorted(moved)[:5]
+    whole = finishing(images, tmp_path / "whole")
+    train(whole)
+    for key, value in state(tmp_path / "whole")["state_dict"].items():
+        assert torch.equal(value, done["state_dict"][key]), key
+
+
+def test_the_finishing_stage_reads_from_yaml(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("iterations: 10\nestimator_finish: {iterations: 5, samplers: [{lr_size: 64, scale_max: 2.0}]}\n")
+    cfg = AwareTrainConfig.from_yaml(path)
+    assert cfg.total_iterations() == 15 and cfg.estimator_finish is not None
+    assert cfg.estimator_finish.samplers[0] == SamplerConfig(lr_size=64, scale_max=2.0)
+    path.write_text("estimator_finish: {iterations: 5, sampler: {}}\n")
+    with pytest.raises(ConfigError, match="unknown estimator_finish config keys: sampler"):
+        AwareTrainConfig.from_yaml(path)
