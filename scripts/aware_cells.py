@@ -1,7 +1,11 @@
 """The acceptance cells of issue 30 from `evaluate` results: paired mean difference ± SE, how many images
 are below bicubic and the worst one. Usage: python scripts/aware_cells.py RESULTS_DIR [METHOD] [REFERENCE]
 (RESULTS_DIR holds one folder per degradation, each with results.json; REFERENCE, default liif, is the
-clean-LR comparison when that run has it)."""
+clean-LR comparison when that run has it).
+
+    python scripts/aware_cells.py --against OLD_DIR NEW_DIR [METHOD]
+
+pairs two runs of the same method (e.g. two chunks) on the images they share, matched by name."""
 from __future__ import annotations
 
 import json
@@ -30,6 +34,28 @@ def cells(root: Path, method: str = "auto", reference: str = "liif") -> list[str
     return rows
 
 
+def against(old: Path, new: Path, method: str = "auto") -> list[str]:
+    """new − old per cell, paired on the images both runs hold."""
+    rows = ["| LR | scale | n | new − old (± SE) | worst image |", "|---|---|---:|---:|---|"]
+    for folder in sorted(p for p in new.iterdir() if (p / "results.json").is_file()):
+        if not (old / folder.name / "results.json").is_file():
+            continue
+        a, b = (json.loads((d / folder.name / "results.json").read_text()) for d in (new, old))
+        for key in a["per_image"][method]:
+            pa = dict(zip(a["images"], a["per_image"][method][key]["psnr"]))
+            pb = dict(zip(b["images"], b["per_image"][method].get(key, {}).get("psnr", [])))
+            shared = [i for i in pa if i in pb]
+            if len(shared) < 2:
+                continue
+            d = np.array([pa[i] - pb[i] for i in shared])
+            rows.append(f"| {folder.name} | x{key} | {len(d)} | {d.mean():+.2f} ± {d.std(ddof=1) / np.sqrt(len(d)):.2f} | "
+                        f"{d.min():+.2f} ({shared[int(np.argmin(d))]}) |")
+    return rows
+
+
 if __name__ == "__main__":
     args = sys.argv[1:]
-    print("\n".join(cells(Path(args[0]), *args[1:3])))
+    if args and args[0] == "--against":
+        print("\n".join(against(Path(args[1]), Path(args[2]), *args[3:4])))
+    else:
+        print("\n".join(cells(Path(args[0]), *args[1:3])))

@@ -1,6 +1,6 @@
 """Dev-split check of aware-model weights (choices are made here, never on val): PSNR over bicubic per
-cell (clean, aliased, JPEG at x2 and x4) on whole dev images, with the code the model estimates and, for
-aliased x2, with the true code too (how much a perfect estimator would add).
+cell (clean, aliased, JPEG at x2 and x4; noise at x2 and x4, mixed at x2) on whole dev images, with the
+code the model estimates and, for aliased x2, with the true code too (how much a perfect estimator would add).
 
 Usage: python scripts/dev_check.py WEIGHTS.fp16.pth [--every 3] [--out result.json]"""
 from __future__ import annotations
@@ -21,7 +21,7 @@ from mlin_qgis.ml.train_aware import AwareTrainConfig, build
 
 log = logging.getLogger("dev_check")
 CELLS = [("bicubic", 2.0), ("bicubic-aliased", 2.0), ("jpeg", 2.0), ("bicubic", 4.0), ("bicubic-aliased", 4.0),
-         ("jpeg", 4.0)]
+         ("jpeg", 4.0), ("noise", 2.0), ("noise", 4.0), ("mixed", 2.0)]  # the last three from chunk 3 on
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor, shave: int) -> float:
@@ -40,6 +40,8 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     cfg = AwareTrainConfig.from_yaml(args.config)
     cfg.init_weights = args.weights
+    stored = torch.load(args.weights, map_location="cpu", weights_only=True).get("config", {})
+    cfg.estimator_pooling = stored.get("estimator_pooling") or [0.2] * 4  # the weights' own pooling
     model = build(cfg).eval()
     paths = list_images(cfg.data_root, cfg.dev_split, cfg.split_file)[:: args.every]
     gains: dict = {f"{n}-x{s:g}": [] for n, s in CELLS}

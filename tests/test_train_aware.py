@@ -125,13 +125,17 @@ def test_estimator_targets_follow_the_chain() -> None:
 
 def test_export_runs_in_the_engine_as_in_torch(images: Path, tmp_path: Path) -> None:
     """The exported folder (one ONNX pair patched per code, experts, estimator) gives torch's numbers:
-    the mixed weights in onnxruntime, and the code pooled over windows as the estimator pools it."""
+    the mixed weights in onnxruntime, and the code pooled over windows as the estimator pools it (a
+    share of positions per score, carried in experts.npz)."""
     from mlin_qgis.core.aware import code_spec, estimate_code
     from mlin_qgis.core.engine import SuperResolver
     from mlin_qgis.ml.export_aware import aware_card, export_aware
     from mlin_qgis.ml.train_aware import build
 
-    model = build(config(images, tmp_path / "x")).eval()
+    cfg = config(images, tmp_path / "x")
+    cfg.estimator_pooling = [0.2, 0.5, 1.0, 0.1]  # per score, as chunk 3 pools noise over every position
+    model = build(cfg).eval()
+    assert model.estimator.pooling == (0.2, 0.5, 1.0, 0.1)
     with torch.no_grad():
         model.gate.bias.copy_(torch.tensor([0.3, -0.2, 0.1]))  # a gate that mixes all three experts
     folder = export_aware(model, tmp_path / "aware", aware_card(model, "aware-test", {}))

@@ -5,7 +5,8 @@ A degradation-aware model folder holds, besides its ``encoder.onnx``/``decoder.o
 - ``estimator.onnx``: LR window (1, 3, h, w) in [0, 1] -> per-position logits (1, 4, h', w') of the
   scores in CODE_NAMES;
 - ``experts.npz``: for every weight of the pair, the K expert values (``encoder/<initializer>``,
-  ``decoder/<initializer>``, float16) and the gate (``gate/weight`` (K, 4), ``gate/bias`` (K,)).
+  ``decoder/<initializer>``, float16), the gate (``gate/weight`` (K, 4), ``gate/bias`` (K,)) and, from
+  0.10.0, ``estimator/pooling`` (4,): per score, the share of positions whose logits make it.
 
 The code is estimated ONCE per raster, from windows spread over the whole raster (never only the
 area of interest, a tile, a cluster block or a preview window), so every part of a run and every
@@ -43,7 +44,7 @@ LOOKS_HELP = ("how the input looks, which sets the model's weights: auto (estima
               "the whole raster), clean (an antialiased downsample), sharp (an aliasing sensor), compressed (JPEG), "
               "noisy, blurred")
 WINDOW_SIDE, WINDOW_COUNT = 128, 16
-TOP_FRACTION = 0.2  # as ml/estimator.py's pool_logits (a test checks they agree)
+TOP_FRACTION = 0.2  # as ml/estimator.py's pool_logits, for models whose experts.npz has no estimator/pooling
 
 
 def is_aware_dir(folder: Path) -> bool:
@@ -172,10 +173,19 @@ def estimator_session(folder: Path) -> Any:
     return ort.InferenceSession(str(folder / ESTIMATOR_FILE), sess_options=options, providers=["CPUExecutionProvider"])
 
 
+def pooling_of(folder: Path) -> tuple[float, ...]:
+    """Per score, the share of positions pooled (``estimator/pooling`` in experts.npz; older models: 0.2)."""
+    experts = load_experts(folder)
+    if "estimator/pooling" in experts:
+        return tuple(float(f) for f in experts["estimator/pooling"])
+    return (TOP_FRACTION,) * len(CODE_NAMES)
+
+
 def estimate_code(folder: Path, windows: list[np.ndarray]) -> tuple[float, ...]:
-    """The code of a raster from windows (H, W, 3) in [0, 1]: per score, the mean of the top TOP_FRACTION
+    """The code of a raster from windows (H, W, 3) in [0, 1]: per score j, the mean of the top pooling[j]
     of the logits of every position of every window (the estimator's own pooling, ml/estimator.py:
-    evidence such as aliasing is local, so flat areas must not drown it), then a sigmoid."""
+    evidence such as aliasing is local, so flat areas must not drown it; noise is everywhere, so it is
+    pooled over all positions), then a sigmoid."""
     session = estimator_session(folder)
     maps = []
     for window in windows:
@@ -183,9 +193,9 @@ def estimate_code(folder: Path, windows: list[np.ndarray]) -> tuple[float, ...]:
         logits = session.run(None, {"image": image})[0][0]
         maps.append(logits.reshape(len(CODE_NAMES), -1).astype(np.float64))
     every = np.concatenate(maps, axis=1)
-    k = max(1, int(round(every.shape[1] * TOP_FRACTION)))
-    top = -np.sort(-every, axis=1)[:, :k]
-    pooled = top.mean(axis=1)
+    ordered = -np.sort(-every, axis=1)
+    pooled = np.array([ordered[j, :max(1, int(round(every.shape[1] * f)))].mean()
+                       for j, f in enumerate(pooling_of(folder))])
     return tuple(float(round(v, 4)) for v in 1.0 / (1.0 + np.exp(-pooled)))
 
 

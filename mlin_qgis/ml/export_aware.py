@@ -23,6 +23,7 @@ import torch
 from ..core.aware import ESTIMATOR_FILE, EXPERTS_FILE, LOOKS
 from ..core.errors import CheckpointError
 from ..core.models import DECODER_FILE, ENCODER_FILE
+from .estimator import CODE_NAMES, TOP_FRACTION
 from .export import OPSET, default_card, export_model, store_weights_fp16
 from .mixture import DegradationAwareSR, MixtureConfig
 
@@ -35,7 +36,9 @@ def load_aware(path: str | Path) -> DegradationAwareSR:
     if not isinstance(state, dict) or "state_dict" not in state or "config" not in state:
         raise CheckpointError(f"{path} is not written by `train-aware`; pass its checkpoint.pth or weights.fp16.pth")
     cfg = state["config"]
-    model = DegradationAwareSR(MixtureConfig(experts=list(cfg["experts"]), estimator_width=cfg["estimator_width"]))
+    pooling = cfg.get("estimator_pooling") or [TOP_FRACTION] * len(CODE_NAMES)  # older runs: the top fifth
+    model = DegradationAwareSR(MixtureConfig(experts=list(cfg["experts"]), estimator_width=cfg["estimator_width"],
+                                             estimator_pooling=list(pooling)))
     missing, unexpected = model.load_state_dict({k: v.float() for k, v in state["state_dict"].items()}, strict=False)
     if [k for k in missing if not k.startswith("template.")] or unexpected:
         raise CheckpointError(f"{path} does not fit the degradation-aware model ({missing[:3]}, {unexpected[:3]})")
@@ -91,6 +94,7 @@ def export_aware(model: DegradationAwareSR, out_dir: str | Path, card: Dict[str,
     arrays["format/delta_base"] = np.int64(base)
     arrays["gate/weight"] = model.gate.weight.detach().numpy().astype(np.float64)
     arrays["gate/bias"] = model.gate.bias.detach().numpy().astype(np.float64)
+    arrays["estimator/pooling"] = np.asarray(model.estimator.pooling, dtype=np.float64)
     # the plain pair: the network mixed for a clean-looking input
     clean = model.mixing(torch.tensor([LOOKS["clean"]], dtype=torch.float32))[0]
     enc, dec = export_model(model.single_model(clean), out, card)

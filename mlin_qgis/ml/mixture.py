@@ -23,7 +23,7 @@ from torch.func import functional_call
 
 from ..core.errors import CheckpointError
 from .decoder import DecoderConfig
-from .estimator import CODE_NAMES, DegradationEstimator
+from .estimator import CODE_NAMES, TOP_FRACTION, DegradationEstimator
 from .model import ImplicitSR
 
 # Initial gate: expert k's logit = bias_k + sum_j weight_kj * score_j (scores in CODE_NAMES order).
@@ -43,6 +43,8 @@ def _key(name: str) -> str:
 class MixtureConfig:
     experts: List[str] = field(default_factory=lambda: ["clean", "robust", "sharp"])
     estimator_width: int = 32
+    # per score, the share of positions whose logits make it (estimator.pool_logits)
+    estimator_pooling: List[float] = field(default_factory=lambda: [TOP_FRACTION] * len(CODE_NAMES))
     decoder: Dict[str, Any] = field(default_factory=lambda: asdict(DecoderConfig(weighting="meta")))
 
 
@@ -63,7 +65,7 @@ class DegradationAwareSR(nn.Module):
             for n, p in self.template.named_parameters() if n in self.names})
         for p in self.template.parameters():
             p.requires_grad_(False)  # the template only lends its structure (and the fixed MeanShifts)
-        self.estimator = DegradationEstimator(cfg.estimator_width)
+        self.estimator = DegradationEstimator(cfg.estimator_width, cfg.estimator_pooling)
         self.gate = nn.Linear(len(CODE_NAMES), k)
         with torch.no_grad():
             for i, name in enumerate(cfg.experts):

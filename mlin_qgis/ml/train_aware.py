@@ -34,7 +34,7 @@ from ..core.errors import ConfigError
 from .config_files import YamlConfig, config_fields
 from .data import CropSource, SamplerConfig, sample_queries, training_images
 from .degradation import DegradationConfig
-from .estimator import degradation_targets
+from .estimator import CODE_NAMES, TOP_FRACTION, degradation_targets
 from .images import list_images
 from .mixture import DegradationAwareSR, MixtureConfig
 from .monitoring import centre_crops, crops_psnr
@@ -85,6 +85,7 @@ class AwareTrainConfig(YamlConfig):
     # Or continue from committed weights of an earlier chunk (a new machine without runs/).
     init_weights: Optional[str] = None
     estimator_width: int = 32
+    estimator_pooling: List[float] = field(default_factory=lambda: [TOP_FRACTION] * len(CODE_NAMES))
     iterations: int = 6000
     batch_size: int = 8
     cuda_batch_size: int = 32
@@ -133,7 +134,8 @@ class AwareTrainConfig(YamlConfig):
 
 def build(cfg: AwareTrainConfig) -> DegradationAwareSR:
     """The mixture at its starting point: committed weights of an earlier chunk, or the experts."""
-    model = DegradationAwareSR(MixtureConfig(experts=list(cfg.experts), estimator_width=cfg.estimator_width))
+    model = DegradationAwareSR(MixtureConfig(experts=list(cfg.experts), estimator_width=cfg.estimator_width,
+                                             estimator_pooling=list(cfg.estimator_pooling)))
     if cfg.init_weights:
         state = torch.load(cfg.init_weights, map_location="cpu", weights_only=True)
         missing, unexpected = model.load_state_dict({k: v.float() for k, v in state["state_dict"].items()},
