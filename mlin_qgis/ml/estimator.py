@@ -19,11 +19,12 @@ from .degradation import Degradation
 # The code's components, in order; each is a score in [0, 1].
 CODE_NAMES: Tuple[str, ...] = ("aliasing", "blur", "noise", "compression")
 HIGH_PASS_GAIN = 8.0
-TOP_FRACTION = 0.2  # the share of positions whose logits make each score (pool_logits), unless set per score
-# Chunk 3 onwards: noise pooled over every position. Sensor noise is everywhere, flat areas included; fine
-# texture (grass, gravel at 2 cm) is not, and the top fifth of the positions called it noise (measured on
-# the drone orthophoto: noise 0.55-0.78 on clean tiles, the denoising expert, -3 to -6 dB below bicubic).
-POOLING_V3: Tuple[float, ...] = (TOP_FRACTION, TOP_FRACTION, 1.0, TOP_FRACTION)
+# The share of positions whose logits make each score (pool_logits), unless the model sets one per score.
+# From chunk 3 the noise score pools every position (configs/aware_mlin.yaml `estimator_pooling`): sensor
+# noise is everywhere, flat areas included; fine texture (grass, gravel at 2 cm) is not, and the top fifth
+# of the positions called it noise (the drone orthophoto: noise 0.55-0.78 on clean tiles, the denoising
+# expert, 3-6 dB below bicubic).
+TOP_FRACTION = 0.2
 ALIASING_KERNELS = {"bicubic-aliased": 1.0, "bilinear": 1.0, "nearest": 1.0, "area": 0.5, "bicubic": 0.0}
 
 
