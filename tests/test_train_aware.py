@@ -18,7 +18,9 @@ from mlin_qgis.ml.data import SamplerConfig  # noqa: E402
 from mlin_qgis.ml.degradation import Degradation  # noqa: E402
 from mlin_qgis.ml.estimator import degradation_targets  # noqa: E402
 from mlin_qgis.ml.onnx_import import model_from_onnx  # noqa: E402
-from mlin_qgis.ml.train_aware import AwareTrainConfig, EstimatorFinish, smoke_config, train  # noqa: E402
+from mlin_qgis.ml.aware_stages import AnchoredStage, EstimatorFinish  # noqa: E402
+from mlin_qgis.ml.degradation import DegradationConfig  # noqa: E402
+from mlin_qgis.ml.train_aware import AwareTrainConfig, smoke_config, train  # noqa: E402
 
 # Three real trained models of the same architecture (the shipped MLIN and the aware model's own clean-mix
 # pair, twice): what the mixture needs, whatever they were trained for.
@@ -201,3 +203,51 @@ def test_the_finishing_stage_reads_from_yaml(tmp_path: Path) -> None:
     path.write_text("estimator_finish: {iterations: 5, sampler: {}}\n")
     with pytest.raises(ConfigError, match="unknown estimator_finish config keys: sampler"):
         AwareTrainConfig.from_yaml(path)
+
+
+def anchored(images: Path, run_dir: Path, teacher_weight: float = 1.0) -> AwareTrainConfig:
+    """Two joint iterations, then three of the anchored stage, every crop clean (so the teacher always
+    speaks). The teacher is a real model of ours that differs from every expert's mix."""
+    cfg = config(images, run_dir)
+    cfg.iterations = 2
+    cfg.degradation = DegradationConfig(p_clean=1.0)
+    cfg.anchored = AnchoredStage(iterations=3, lr_experts=1e-4, lr_gate=1e-3, lr_estimator=0.0, warmup=1,
+                                 teacher=str(REPO / "models/mlin-edsr-ucmerced"), teacher_weight=teacher_weight)
+    return cfg
+
+
+def test_the_anchored_stage_trains_experts_and_gate_against_the_teacher(images: Path, tmp_path: Path) -> None:
+    """`anchored` (chunk 4): joint training again after the earlier stages, the estimator left alone,
+    stop + `--resume` inside it bit-exact, and the teacher's term really in the loss."""
+    cfg = anchored(images, tmp_path / "run")
+    train(cfg, stop_at=2)
+    before = state(tmp_path / "run")["state_dict"]
+    train(cfg, resume=True, stop_at=3)
+    train(cfg, resume=True)
+    done = state(tmp_path / "run")
+    assert done["iteration"] == 5
+    moved = {k for k in before if not torch.equal(before[k], done["state_dict"][k])}
+    assert any(k.startswith("experts.") for k in moved) and any(k.startswith("gate.") for k in moved)
+    assert not any(k.startswith("estimator.") for k in moved), sorted(moved)[:5]
+    whole = anchored(images, tmp_path / "whole")
+    train(whole)
+    for key, value in state(tmp_path / "whole")["state_dict"].items():
+        assert torch.equal(value, done["state_dict"][key]), key
+    untaught = anchored(images, tmp_path / "untaught", teacher_weight=0.0)
+    train(untaught)
+    other = state(tmp_path / "untaught")["state_dict"]
+    assert any(not torch.equal(other[k], done["state_dict"][k]) for k in other if k.startswith("experts."))
+
+
+def test_the_anchored_stage_reads_from_yaml_and_refuses_a_missing_teacher(images: Path, tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("iterations: 10\nestimator_finish: {iterations: 5}\nanchored: {iterations: 7, teacher: nowhere.pth}\n")
+    cfg = AwareTrainConfig.from_yaml(path)
+    assert cfg.total_iterations() == 22 and cfg.finish_end() == 15
+    path.write_text("anchored: {iterations: 7, teacher_wieght: 2}\n")
+    with pytest.raises(ConfigError, match="unknown anchored config keys: teacher_wieght"):
+        AwareTrainConfig.from_yaml(path)
+    cfg = anchored(images, tmp_path / "run")
+    cfg.anchored.teacher = str(tmp_path / "nowhere.pth")
+    with pytest.raises(ConfigError, match="teacher .*nowhere.pth not found"):
+        train(cfg)

@@ -31,42 +31,19 @@ import torch
 import torch.nn.functional as F
 
 from ..core.errors import ConfigError
+from .aware_stages import AnchoredStage, EstimatorFinish, finish_rate, teacher_term
 from .config_files import YamlConfig, config_fields
 from .data import CropSource, SamplerConfig, sample_queries, training_images
 from .degradation import DegradationConfig
 from .estimator import CODE_NAMES, TOP_FRACTION, degradation_targets
 from .images import list_images
 from .mixture import DegradationAwareSR, MixtureConfig
+from .model import ImplicitSR, load_model
 from .monitoring import centre_crops, crops_psnr
 from .train import pick_device
 
 log = logging.getLogger(__name__)
 MONITOR_DEGRADATIONS = ("bicubic", "bicubic-aliased", "jpeg")
-
-
-@dataclass
-class EstimatorFinish:
-    """A last stage after the joint iterations: the estimator alone, on crops as large as what a run
-    reads, with a cosine-decayed rate. Why: a run pools the code over whole rasters, the joint training
-    over 48 px crops. On dev (chunk 3) refits of the iteration-4000 estimator on large crops raised aliased
-    x2 by +0.08 ± 0.05 and +0.23 ± 0.14 dB (two refits; 96 px crops alone: +0.44, but clean x4 -0.25)."""
-
-    iterations: int = 1500
-    batch_size: int = 16
-    lr: float = 1e-3
-    # Cycled by iteration, e.g. two 96 px crops (x1-2.67: a 256 px image holds no larger ones) to one
-    # 48 px crop (x2.67-5), so every scale a user picks is seen at the largest size it fits.
-    samplers: List[SamplerConfig] = field(default_factory=lambda: [
-        SamplerConfig(lr_size=96, scale_min=1.0, scale_max=2.67, sample_q=16),
-        SamplerConfig(lr_size=96, scale_min=1.0, scale_max=2.67, sample_q=16),
-        SamplerConfig(lr_size=48, scale_min=2.67, scale_max=5.0, sample_q=16)])
-
-    @classmethod
-    def from_dict(cls, data: Dict[str, Any]) -> "EstimatorFinish":
-        data = config_fields(cls, data, "estimator_finish")
-        if "samplers" in data:
-            data["samplers"] = [SamplerConfig(**d) for d in data["samplers"]]
-        return cls(**data)
 
 
 @dataclass
@@ -104,6 +81,8 @@ class AwareTrainConfig(YamlConfig):
     estimator_sampler: Optional[SamplerConfig] = None
     # Optional stage after `iterations`: iterations .. iterations + estimator_finish.iterations.
     estimator_finish: Optional[EstimatorFinish] = None
+    # Optional stage after that: joint training with the official LIIF as a teacher on clean crops.
+    anchored: Optional[AnchoredStage] = None
     warmup: int = 50
     sampler: SamplerConfig = field(default_factory=lambda: SamplerConfig(scale_min=1.0, scale_max=5.0))
     degradation: DegradationConfig = field(default_factory=lambda: DegradationConfig(
@@ -125,10 +104,16 @@ class AwareTrainConfig(YamlConfig):
         data = dict(data)
         if data.get("estimator_finish") is not None:
             data["estimator_finish"] = EstimatorFinish.from_dict(data["estimator_finish"])
+        if data.get("anchored") is not None:
+            data["anchored"] = AnchoredStage.from_dict(data["anchored"])
         return cls(**config_fields(cls, data, cls.config_kind))
 
-    def total_iterations(self) -> int:
+    def finish_end(self) -> int:
+        """Where the finishing stage ends (= `iterations` without one) and the anchored stage starts."""
         return self.iterations + (self.estimator_finish.iterations if self.estimator_finish else 0)
+
+    def total_iterations(self) -> int:
+        return self.finish_end() + (self.anchored.iterations if self.anchored else 0)
 
 
 # ---- model, optimizer, schedule ---------------------------------------------------------------------
@@ -168,15 +153,7 @@ def optimizer_for(model: DegradationAwareSR, cfg: AwareTrainConfig) -> torch.opt
 def estimator_alone(it: int, cfg: AwareTrainConfig) -> bool:
     """Whether iteration `it` trains the estimator alone (the warm-up or a later `estimator_only` stretch)."""
     return (it < cfg.estimator_warmup or any(start <= it < end for start, end in cfg.estimator_only)
-            or it >= cfg.iterations)
-
-
-def finish_lr(it: int, cfg: AwareTrainConfig) -> float:
-    """The estimator's rate in the finishing stage: cosine from `lr` to 5 % of it."""
-    finish = cfg.estimator_finish
-    assert finish is not None
-    t = (it - cfg.iterations) / max(1, finish.iterations)
-    return finish.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+            or cfg.iterations <= it < cfg.finish_end())
 
 
 def lr_factor(it: int, cfg: AwareTrainConfig) -> float:
@@ -208,8 +185,8 @@ def autocast_for(cfg: AwareTrainConfig, device: torch.device) -> Any:
 
 
 def step_loss(model: DegradationAwareSR, source: CropSource, cfg: AwareTrainConfig, it: int, batch: int,
-              device: torch.device) -> Dict[str, torch.Tensor]:
-    """Loss of iteration `it` (a function of the seed and `it` only)."""
+              device: torch.device, teacher: Optional[ImplicitSR] = None) -> Dict[str, torch.Tensor]:
+    """Loss of iteration `it` (a function of the seed and `it` only); with `teacher`, the anchored stage's."""
     crops = [source.crop_with_chain(it * batch + k) for k in range(batch)]
     lr = torch.stack([c[0] for c in crops]).to(device)
     targets = torch.stack([degradation_targets(c[2], c[3]) for c in crops]).to(device)
@@ -222,7 +199,17 @@ def step_loss(model: DegradationAwareSR, source: CropSource, cfg: AwareTrainConf
     goal = (hr.to(device) - model.input_mean) / model.input_std
     sr = F.mse_loss(pred.float(), goal)
     est = F.binary_cross_entropy_with_logits(logits.float(), targets)
-    return {"loss": sr + cfg.estimator_loss_weight * est, "sr": sr, "estimator": est}
+    losses = {"loss": sr + cfg.estimator_loss_weight * est, "sr": sr, "estimator": est}
+    if teacher is not None and cfg.anchored is not None:
+        clean = targets.amax(dim=1) < cfg.anchored.clean_below
+        term = pred.new_zeros(()).float()
+        if bool(clean.any()):
+            with torch.no_grad(), autocast_for(cfg, device):
+                taught = teacher(lr[clean], coord.to(device)[clean], cell.to(device)[clean])
+            term = teacher_term(pred, taught, clean)
+        losses["loss"] = losses["loss"] + cfg.anchored.teacher_weight * term
+        losses["teacher"] = term
+    return losses
 
 
 # ---- monitor ----------------------------------------------------------------------------------------------
@@ -272,6 +259,22 @@ def save_weights(model: DegradationAwareSR, path: Path, it: int, seconds: float,
 
 # ---- the loop ---------------------------------------------------------------------------------------------
 
+def load_teacher(path: str) -> ImplicitSR:
+    """A checkpoint file (the official LIIF's included) or an ONNX model folder of ours."""
+    if Path(path).is_dir():
+        from .onnx_import import model_from_onnx
+
+        return model_from_onnx(path)
+    if not Path(path).is_file():
+        raise ConfigError(f"teacher {path} not found: name a checkpoint file or an exported model folder")
+    return load_model(path)
+
+
+def end_of(cfg: AwareTrainConfig, stop_at: Optional[int]) -> int:
+    total = cfg.total_iterations()
+    return min(total, stop_at if stop_at is not None else total)
+
+
 def train(cfg: AwareTrainConfig, resume: bool = False, minutes: Optional[float] = None,
           stop_at: Optional[int] = None) -> Path:
     """Train (or continue) until `iterations`, `stop_at` or `minutes`; returns the checkpoint path."""
@@ -309,10 +312,18 @@ def train(cfg: AwareTrainConfig, resume: bool = False, minutes: Optional[float] 
     finish = cfg.estimator_finish
     finish_sources = ([CropSource(paths, s, cfg.seed + 1 + i, cfg.degradation) for i, s in enumerate(finish.samplers)]
                       if finish is not None else [])
+    anchored = cfg.anchored
+    teacher = None
+    if anchored is not None:  # the optimizer's groups: experts, estimator, gate
+        stage_rates = (anchored.lr_experts, anchored.lr_estimator, anchored.lr_gate)
+        if end_of(cfg, stop_at) > cfg.finish_end():
+            teacher = load_teacher(anchored.teacher).to(device).eval()
+            for p in teacher.parameters():
+                p.requires_grad_(False)
     dev = monitor_crops(cfg.data_root, cfg.dev_split, cfg.split_file, cfg.monitor_images) if cfg.dev_split else []
     val = monitor_crops(cfg.val_root, None, None, cfg.monitor_images)
     total = cfg.total_iterations()
-    end = min(total, stop_at if stop_at is not None else total)
+    end = end_of(cfg, stop_at)
     t0 = time.time()
     last_save = t0
     deadline = None if minutes is None else t0 + 60.0 * minutes
@@ -335,9 +346,15 @@ def train(cfg: AwareTrainConfig, resume: bool = False, minutes: Optional[float] 
         while it < end:
             for group in opt.param_groups:
                 group["lr"] = group["base_lr"] * lr_factor(it, cfg)
-            if it >= cfg.iterations and finish is not None:  # the finishing stage
+            if anchored is not None and it >= cfg.finish_end():  # the anchored stage
+                factor = anchored.rate_factor(it - cfg.finish_end())
+                for group, base in zip(opt.param_groups, stage_rates):
+                    group["lr"] = base * factor
+                losses = step_loss(model, source, cfg, it, batch, device, teacher)
+            elif it >= cfg.iterations and finish is not None:  # the finishing stage
                 for group in opt.param_groups:
-                    group["lr"] = finish_lr(it, cfg) if group["params"][0] is estimator_first else 0.0
+                    group["lr"] = (finish_rate(finish, it - cfg.iterations) if group["params"][0] is estimator_first
+                                   else 0.0)
                 losses = estimator_loss(model, finish_sources[(it - cfg.iterations) % len(finish_sources)],
                                         finish.batch_size, 2 * 10**9 + it * finish.batch_size, device)
             elif estimator_alone(it, cfg):
@@ -359,7 +376,7 @@ def train(cfg: AwareTrainConfig, resume: bool = False, minutes: Optional[float] 
             if it % cfg.checkpoint_every == 0 or now - last_save > 60.0 * cfg.checkpoint_minutes or it == end:
                 save_checkpoint(ckpt, model, opt, it, spent + now - t0, cfg)
                 last_save = now
-            if (it % cfg.monitor_every == 0 or it in (cfg.iterations, total)) and (dev or val):
+            if (it % cfg.monitor_every == 0 or it in (cfg.iterations, cfg.finish_end(), total)) and (dev or val):
                 record(it)
             if deadline is not None and time.time() > deadline:
                 log.info("chunk time is up at iteration %d", it)
