@@ -316,7 +316,7 @@ def train(cfg: AwareTrainConfig, resume: bool = False, minutes: Optional[float] 
     teacher = None
     if anchored is not None:  # the optimizer's groups: experts, estimator, gate
         stage_rates = (anchored.lr_experts, anchored.lr_estimator, anchored.lr_gate)
-        if end_of(cfg, stop_at) > cfg.finish_end():
+        if end_of(cfg, stop_at) > cfg.finish_end() and anchored.teacher_weight > 0:
             teacher = load_teacher(anchored.teacher).to(device).eval()
             for p in teacher.parameters():
                 p.requires_grad_(False)
