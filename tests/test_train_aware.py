@@ -14,12 +14,11 @@ from conftest import REPO, smooth_image
 torch = pytest.importorskip("torch")
 
 from mlin_qgis.core.errors import ConfigError  # noqa: E402
+from mlin_qgis.ml.aware_stages import AnchoredStage, EstimatorFinish  # noqa: E402
 from mlin_qgis.ml.data import SamplerConfig  # noqa: E402
-from mlin_qgis.ml.degradation import Degradation  # noqa: E402
+from mlin_qgis.ml.degradation import Degradation, DegradationConfig  # noqa: E402
 from mlin_qgis.ml.estimator import degradation_targets  # noqa: E402
 from mlin_qgis.ml.onnx_import import model_from_onnx  # noqa: E402
-from mlin_qgis.ml.aware_stages import AnchoredStage, EstimatorFinish  # noqa: E402
-from mlin_qgis.ml.degradation import DegradationConfig  # noqa: E402
 from mlin_qgis.ml.train_aware import AwareTrainConfig, smoke_config, train  # noqa: E402
 
 # Three real trained models of the same architecture (the shipped MLIN and the aware model's own clean-mix

@@ -17,6 +17,11 @@ from .config_files import config_fields
 from .data import SamplerConfig
 
 
+def cosine_decay(t: float) -> float:
+    """1 at t = 0, cosine down to 5 % at t >= 1: every stage's rate shape."""
+    return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, max(0.0, t))))
+
+
 @dataclass
 class EstimatorFinish:
     """A last stage after the joint iterations: the estimator alone, on crops as large as what a run
@@ -71,14 +76,12 @@ class AnchoredStage:
         """Linear warm-up over `warmup` steps, then cosine to 5 % at the stage's end (step 0 = its first)."""
         if step < self.warmup:
             return (step + 1) / self.warmup
-        t = (step - self.warmup) / max(1, self.iterations - self.warmup)
-        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+        return cosine_decay((step - self.warmup) / max(1, self.iterations - self.warmup))
 
 
 def finish_rate(finish: EstimatorFinish, step: int) -> float:
     """The estimator's rate in the finishing stage (step 0 = its first): cosine from `lr` to 5 % of it."""
-    t = step / max(1, finish.iterations)
-    return finish.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+    return finish.lr * cosine_decay(step / max(1, finish.iterations))
 
 
 def teacher_term(pred: torch.Tensor, teacher_pred: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:

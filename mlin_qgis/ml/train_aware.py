@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
@@ -31,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from ..core.errors import ConfigError
-from .aware_stages import AnchoredStage, EstimatorFinish, finish_rate, teacher_term
+from .aware_stages import AnchoredStage, EstimatorFinish, cosine_decay, finish_rate, teacher_term
 from .config_files import YamlConfig, config_fields
 from .data import CropSource, SamplerConfig, sample_queries, training_images
 from .degradation import DegradationConfig
@@ -163,8 +162,7 @@ def lr_factor(it: int, cfg: AwareTrainConfig) -> float:
     it -= cfg.estimator_warmup
     if it < cfg.warmup:
         return (it + 1) / cfg.warmup
-    t = (it - cfg.warmup) / max(1, cfg.iterations - cfg.estimator_warmup - cfg.warmup)
-    return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+    return cosine_decay((it - cfg.warmup) / max(1, cfg.iterations - cfg.estimator_warmup - cfg.warmup))
 
 
 # ---- one step ---------------------------------------------------------------------------------------------
