@@ -26,6 +26,8 @@ from ..core.models import DECODER_FILE, ENCODER_FILE
 from .estimator import CODE_NAMES, TOP_FRACTION
 from .export import OPSET, default_card, export_model, store_weights_fp16
 from .mixture import DegradationAwareSR, MixtureConfig
+from .model import load_model
+from .toward_liif import interpolate_toward_liif, parse_keep
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +158,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", required=True, help="train-aware checkpoint.pth or weights.fp16.pth")
     parser.add_argument("--out", required=True, help="model folder to write (e.g. models/mlin-aware-ucmerced)")
     parser.add_argument("--name", default=None, help="model name in the card (default: the folder's name)")
+    parser.add_argument("--keep", action="append", default=[], metavar="EXPERT=SHARE",
+                        help="move an expert part of the way back to the official LIIF in weight space, keeping "
+                        "SHARE of it (e.g. clean=0.5; toward_liif.py); repeatable")
+    parser.add_argument("--liif", default="../shared/weights/edsr-baseline-liif.pth",
+                        help="the official LIIF checkpoint that --keep interpolates towards")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -163,7 +170,15 @@ def run(args: argparse.Namespace) -> int:
     state = torch.load(args.weights, map_location="cpu", weights_only=True)
     model = load_aware(args.weights)
     name: str = args.name or Path(args.out).name
-    export_aware(model, args.out, aware_card(model, name, state))
+    card = aware_card(model, name, state)
+    keep = parse_keep(args.keep)
+    if keep:
+        if not Path(args.liif).is_file():
+            raise CheckpointError(f"--keep needs the official LIIF checkpoint: {args.liif} not found (pass --liif)")
+        interpolate_toward_liif(model, load_model(args.liif), keep)
+        card["training_budget"] += ("; then, in weight space, " + ", ".join(
+            f"{k} expert {v:g} as trained + {1 - v:g} official LIIF" for k, v in keep.items()))
+    export_aware(model, args.out, card)
     for f in (ENCODER_FILE, DECODER_FILE, EXPERTS_FILE, ESTIMATOR_FILE):
         log.info("%s: %.1f MB", f, (Path(args.out) / f).stat().st_size / 1e6)
     return 0
