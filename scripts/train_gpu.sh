@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # One chunk of the degradation-aware MLIN on a lent GPU (the `device` tool), in at most 9 minutes.
 #
-# Here, first:   bash scripts/train_gpu.sh prepare    (fills .gpu/, ignored by git, < 26 MiB: a class-balanced
-#                                                     subset of the `fit` split and the latest chunk weights)
+# Here, first:   bash scripts/train_gpu.sh prepare    (fills .gpu/, ignored by git, < 32 MiB: a class-balanced
+#                                                     subset of the `fit` split, the latest chunk weights
+#                                                     and the official LIIF, the anchored stage's teacher)
 # Then, with the device tool, carry [".gpu"] and run:  bash scripts/train_gpu.sh run
 # The weights come back under $OUT/run/weights.fp16.pth with the monitor; commit them as the next chunk
 # (checkpoints/aware-mlin.fp16.pth, docs/results/training/aware-mlin/monitor.jsonl).
@@ -45,13 +46,14 @@ print(f"prepared {sum(1 for _ in Path('.gpu/train').rglob('*.png'))} training im
 PY
     for cls in $(ls ../shared/data/ucmerced/val | head -8); do mkdir -p .gpu/val/$cls; cp "$(ls -d ../shared/data/ucmerced/val/$cls/*.png | head -1)" .gpu/val/$cls/; done
     [ -f "$WEIGHTS" ] && cp "$WEIGHTS" .gpu/init.fp16.pth
+    cp ../shared/weights/edsr-baseline-liif.pth .gpu/liif.pth  # the anchored stage's teacher (6 MB)
     du -sh .gpu ;;
   run)
     : "${OUT:?run this through the device tool (it sets OUT)}"
     python3 -c "import torch; assert torch.cuda.is_available(), 'no CUDA'; print(torch.__version__, torch.cuda.get_device_name(0))"
     init=(); [ -f .gpu/init.fp16.pth ] && init=(--init-weights .gpu/init.fp16.pth)
     PYTHONPATH=. timeout 540 python3 -m mlin_qgis train-aware --config configs/aware_mlin.yaml --device cuda \
-      --data-root .gpu/train --split none --val-root .gpu/val --run-dir "$OUT/run" --minutes 8.0 "${init[@]}" \
+      --data-root .gpu/train --split none --val-root .gpu/val --run-dir "$OUT/run" --minutes 8.0 --teacher .gpu/liif.pth "${init[@]}" \
       2>&1 | tee "$OUT/train.log"
     rm -f "$OUT/run/checkpoint.pth"  # the optimizer stays behind: only weights and monitor come back
     ls -la "$OUT/run" ;;

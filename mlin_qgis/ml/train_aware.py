@@ -413,6 +413,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--init-weights", default=None, help="start from committed chunk weights (fp16 .pth)")
     parser.add_argument("--threads", type=int, default=None, help="override the config's torch threads (e.g. 1 "
                         "while the other core measures)")
+    parser.add_argument("--teacher", default=None, help="override the anchored stage's teacher checkpoint (e.g. a "
+                        "copy of the official LIIF on a machine without ../shared)")
     parser.add_argument("--smoke", action="store_true", help="4 toy iterations with bf16 autocast, any device: "
                         "checks the GPU path end to end")
 
@@ -424,6 +426,8 @@ def run(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if value is not None:
             setattr(cfg, name, value)
+    if args.teacher is not None and cfg.anchored is not None:
+        cfg.anchored.teacher = args.teacher
     if args.split is not None:
         cfg.split = None if args.split == "none" else args.split
         if cfg.split is None:

@@ -2,7 +2,8 @@
 (mlin_qgis/ml/toward_liif.py, WiSE-FT's idea). Scored on dev (PSNR over bicubic, the estimated code) and on Set5
 (against LIIF), never on val, Set14 or the geotiff tiles.
 
-    python scripts/experiments/wise_liif.py WEIGHTS --alphas 1,0.5,0 --experts clean --out X.json"""
+    python scripts/experiments/wise_liif.py WEIGHTS --alphas 1,0.5,0 --experts clean --out X.json
+    python scripts/experiments/wise_liif.py WEIGHTS --sets "clean=1;clean=0.5,robust=0.5" --out X.json"""
 import argparse
 import json
 import math
@@ -24,6 +25,7 @@ ap = argparse.ArgumentParser()
 ap.add_argument("weights")
 ap.add_argument("--alphas", default="1,0.5,0")
 ap.add_argument("--experts", default="clean", help="comma list of experts to interpolate, or 'all'")
+ap.add_argument("--sets", default=None, help="instead of --alphas/--experts: 'clean=0.5,robust=0.75;clean=0.5;...'")
 ap.add_argument("--every", type=int, default=3)
 ap.add_argument("--out", required=True)
 a = ap.parse_args()
@@ -72,13 +74,18 @@ def score() -> dict:
     return out
 
 
+if a.sets:
+    plans = [{k: float(v) for k, v in (kv.split("=") for kv in one.split(","))} for one in a.sets.split(";")]
+else:
+    plans = [{n: float(x) for n in names} for x in a.alphas.split(",")]
 results = {}
-for alpha in [float(x) for x in a.alphas.split(",")]:
+for keep in plans:
+    alpha = ",".join(f"{k}={v:g}" for k, v in keep.items())
     t0 = time.time()
     with torch.no_grad():
         for n in model.names:
             model.experts[_key(n)].copy_(start[n])
-    interpolate_toward_liif(model, liif, {n: alpha for n in names})
+    interpolate_toward_liif(model, liif, keep)
     res = score()
     results[alpha] = res
     print(f"alpha {alpha} ({time.time() - t0:.0f} s): " + "  ".join(
