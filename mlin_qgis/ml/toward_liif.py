@@ -11,7 +11,8 @@ layers as the expert has them (they do not matter once the last layer is zero).
 
 Why: trained on UC Merced alone, the clean path fell 0.3-0.4 dB below LIIF on natural photos (chunk 4
 measured it on Set5, the dev check for off-UC Merced data); keeping half of the clean expert recovered
-half of that at no cost on dev (training README, chunk 4)."""
+half of that, level on dev, but cost up to 2 dB on aliased images that look clean, so the default does
+not use it (training README, chunk 4). An export option for imagery known to be clean."""
 from __future__ import annotations
 
 from typing import Dict
