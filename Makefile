@@ -6,7 +6,7 @@ export PYTHONUNBUFFERED := 1
 SHARED ?= ../shared
 DEMO_SCALE ?= 4
 
-.PHONY: setup demo test bench bench-aware bench-cluster bench-fidelity screenshots gpu-check train-robust train-aware train-mlin train-ablation meta-ablation evaluate export-liif plugin zip deploy qgis_process batch clean
+.PHONY: setup demo test bench bench-aware bench-cluster bench-fidelity screenshots gpu-check train-robust train-aware train-mlin train-ablation meta-ablation meta-ablation-aware evaluate export-liif plugin zip deploy qgis_process batch clean
 
 setup:
 	@bash scripts/setup.sh
@@ -80,6 +80,14 @@ meta-ablation: setup
 	bash scripts/meta_ablation.sh train
 	bash scripts/meta_ablation.sh eval bicubic-aliased & bash scripts/meta_ablation.sh eval jpeg,bicubic; wait
 	bash scripts/meta_ablation.sh report
+
+## Meta vs area weights under the aware model, at a fine-tuning budget (two arms side by side, ~40 min on
+## the two cores; then ~40 min of paired evaluation on all val images): docs/results/meta_ablation_aware.md.
+meta-ablation-aware: setup
+	bash scripts/meta_ablation_aware.sh train
+	bash scripts/meta_ablation_aware.sh eval meta bicubic,bicubic-aliased,jpeg & \
+	  bash scripts/meta_ablation_aware.sh eval area bicubic,bicubic-aliased,jpeg; wait
+	bash scripts/meta_ablation_aware.sh report
 
 ## The quality table of the model card: bicubic, official LIIF, the area-weight ablation (when its run
 ## is in runs/) and the shipped MLIN on UC Merced val, whole images (~20 min per model on one core).

@@ -250,3 +250,71 @@ def test_the_anchored_stage_reads_from_yaml_and_refuses_a_missing_teacher(images
     cfg.anchored.teacher = str(tmp_path / "nowhere.pth")
     with pytest.raises(ConfigError, match="teacher .*nowhere.pth not found"):
         train(cfg)
+
+
+def test_more_anchored_stages_follow_in_order_and_resume_exactly_across_their_boundary(images: Path,
+                                                                                        tmp_path: Path) -> None:
+    """`more_anchored` (chunk 5): a second anchored stage with its own teacher weight after the first; a
+    stop at the boundary and `--resume` give the same weights as one go, and its weight is really used."""
+    def plan(run_dir: Path, weight: float) -> AwareTrainConfig:
+        cfg = anchored(images, run_dir)
+        cfg.more_anchored = [AnchoredStage(iterations=2, lr_experts=1e-4, lr_gate=1e-3, lr_estimator=0.0, warmup=1,
+                                           teacher=cfg.anchored.teacher, teacher_weight=weight)]
+        return cfg
+
+    cfg = plan(tmp_path / "run", 20.0)
+    assert cfg.total_iterations() == 7 and cfg.stage_ends() == [5, 7]
+    assert cfg.anchored_at(4) == (cfg.anchored, 2) and cfg.anchored_at(5) == (cfg.more_anchored[0], 0)
+    train(cfg, stop_at=5)
+    train(cfg, resume=True)
+    resumed = state(tmp_path / "run")
+    assert resumed["iteration"] == 7
+    train(plan(tmp_path / "whole", 20.0))
+    for key, value in state(tmp_path / "whole")["state_dict"].items():
+        assert torch.equal(value, resumed["state_dict"][key]), key
+    train(plan(tmp_path / "weak", 0.0))
+    weak = state(tmp_path / "weak")["state_dict"]
+    assert any(not torch.equal(weak[k], resumed["state_dict"][k]) for k in weak if k.startswith("experts."))
+
+
+def test_more_anchored_needs_the_anchored_stage_and_one_teacher(images: Path, tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("iterations: 10\nanchored: {iterations: 7}\nmore_anchored: [{iterations: 3, teacher_weight: 20}]\n")
+    cfg = AwareTrainConfig.from_yaml(path)
+    assert cfg.total_iterations() == 20 and cfg.more_anchored[0].teacher_weight == 20
+    path.write_text("iterations: 10\nmore_anchored: [{iterations: 3}]\n")
+    with pytest.raises(ConfigError, match="more_anchored follows the anchored stage"):
+        AwareTrainConfig.from_yaml(path)
+    cfg = anchored(images, tmp_path / "run")
+    cfg.more_anchored = [AnchoredStage(iterations=1, teacher=str(REPO / "models/liif-edsr-div2k"))]
+    with pytest.raises(ConfigError, match="different teachers"):
+        train(cfg)
+
+
+def test_a_teacher_expert_alone_receives_the_teachers_gradient(images: Path, tmp_path: Path) -> None:
+    """`teacher_expert`: the teacher's term reads that expert alone, so no other expert gets its gradient;
+    with the mixed network (chunk 4's form) every expert with a share of the mix does."""
+    from dataclasses import replace
+
+    from mlin_qgis.ml.aware_stages import load_teacher
+    from mlin_qgis.ml.data import CropSource
+    from mlin_qgis.ml.train_aware import build, step_loss
+
+    cfg = anchored(images, tmp_path / "run", teacher_weight=20.0)
+    model = build(cfg)
+    teacher = load_teacher(str(REPO / "models/mlin-aware-ucmerced")).eval()  # unlike the clean expert
+    source = CropSource(sorted(images.rglob("*.png")), cfg.sampler, cfg.seed, cfg.degradation)
+    reach = {}
+    for expert in (None, "clean"):
+        model.zero_grad(set_to_none=True)
+        losses = step_loss(model, source, cfg, 0, 2, torch.device("cpu"), teacher,
+                           replace(cfg.anchored, teacher_expert=expert))
+        assert float(losses["teacher"]) > 0
+        losses["teacher"].backward()
+        reach[expert] = sum(p.grad.flatten(1).abs().sum(1) for p in model.experts.values())  # per expert
+    assert reach["clean"][0] > 0 and reach["clean"][1] == 0 and reach["clean"][2] == 0
+    assert reach[None][1] > 0 and reach[None][2] > 0
+    path = tmp_path / "c.yaml"
+    path.write_text("anchored: {iterations: 3, teacher_expert: clear}\n")
+    with pytest.raises(ConfigError, match="teacher_expert 'clear' is not one of the experts"):
+        AwareTrainConfig.from_yaml(path)

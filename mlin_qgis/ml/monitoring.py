@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Callable, List, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .degradation import make_lr, suite_degradation
-from .images import load_image
+from .images import list_images, load_image
 
 CPU = torch.device("cpu")
+AWARE_MONITOR_DEGRADATIONS = ("bicubic", "bicubic-aliased", "jpeg")
 SuperResolve = Callable[[torch.Tensor, Tuple[int, int]], torch.Tensor]
 
 
@@ -46,3 +47,25 @@ def centre_crops(paths: List[Path], count: int, size: int) -> List[np.ndarray]:
         y, x = (img.shape[0] - size) // 2, (img.shape[1] - size) // 2
         crops.append(np.ascontiguousarray(img[y : y + size, x : x + size]))
     return crops
+
+
+def monitor_crops(root: Optional[str], split: Optional[str], split_file: Optional[str], count: int) -> List[np.ndarray]:
+    """`count` fixed 128 px centre crops of a folder's images (of one split when given); none without it."""
+    if not root or not Path(root).is_dir():
+        return []
+    return centre_crops(list_images(root, split, split_file) if split else list_images(root), count, 128)
+
+
+@torch.no_grad()
+def aware_monitor(model: torch.nn.Module, crops: List[np.ndarray], scales: List[float],
+                  device: torch.device) -> Dict[str, float]:
+    """The aware model's monitor: mean PSNR per (degradation, scale) on fixed crops, with the code the
+    model estimates, as a run would use it."""
+    out: Dict[str, float] = {}
+    was_training = model.training
+    model.eval()
+    for name in AWARE_MONITOR_DEGRADATIONS:
+        for s in scales:
+            out[f"{name}-x{s:g}"] = round(crops_psnr(model.super_resolve, crops, name, s, device), 4)
+    model.train(was_training)
+    return out

@@ -23,26 +23,24 @@ import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Dict, List, Optional
+from typing import Any, ClassVar, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..core.errors import ConfigError
-from .aware_stages import AnchoredStage, EstimatorFinish, cosine_decay, finish_rate, teacher_term
+from .aware_stages import AnchoredStage, EstimatorFinish, cosine_decay, finish_rate, load_teacher, teacher_term
 from .config_files import YamlConfig, config_fields
 from .data import CropSource, SamplerConfig, sample_queries, training_images
 from .degradation import DegradationConfig
 from .estimator import CODE_NAMES, TOP_FRACTION, degradation_targets
-from .images import list_images
 from .mixture import DegradationAwareSR, MixtureConfig
-from .model import ImplicitSR, load_model
-from .monitoring import centre_crops, crops_psnr
+from .model import ImplicitSR
+from .monitoring import aware_monitor, monitor_crops
 from .train import pick_device
 
 log = logging.getLogger(__name__)
-MONITOR_DEGRADATIONS = ("bicubic", "bicubic-aliased", "jpeg")
 
 
 @dataclass
@@ -82,6 +80,8 @@ class AwareTrainConfig(YamlConfig):
     estimator_finish: Optional[EstimatorFinish] = None
     # Optional stage after that: joint training with the official LIIF as a teacher on clean crops.
     anchored: Optional[AnchoredStage] = None
+    # Later anchored stages, in order (chunk 5 on): each its own length, rates and teacher weight.
+    more_anchored: List[AnchoredStage] = field(default_factory=list)
     warmup: int = 50
     sampler: SamplerConfig = field(default_factory=lambda: SamplerConfig(scale_min=1.0, scale_max=5.0))
     degradation: DegradationConfig = field(default_factory=lambda: DegradationConfig(
@@ -105,14 +105,42 @@ class AwareTrainConfig(YamlConfig):
             data["estimator_finish"] = EstimatorFinish.from_dict(data["estimator_finish"])
         if data.get("anchored") is not None:
             data["anchored"] = AnchoredStage.from_dict(data["anchored"])
-        return cls(**config_fields(cls, data, cls.config_kind))
+        data["more_anchored"] = [AnchoredStage.from_dict(d) for d in data.get("more_anchored") or []]
+        cfg = cls(**config_fields(cls, data, cls.config_kind))
+        if cfg.more_anchored and cfg.anchored is None:
+            raise ConfigError("more_anchored follows the anchored stage: give `anchored` too")
+        for stage in cfg.anchored_stages():
+            if stage.teacher_expert is not None and stage.teacher_expert not in cfg.experts:
+                raise ConfigError(f"teacher_expert {stage.teacher_expert!r} is not one of the experts "
+                                  f"({', '.join(cfg.experts)})")
+        return cfg
 
     def finish_end(self) -> int:
         """Where the finishing stage ends (= `iterations` without one) and the anchored stage starts."""
         return self.iterations + (self.estimator_finish.iterations if self.estimator_finish else 0)
 
+    def anchored_stages(self) -> List[AnchoredStage]:
+        return ([self.anchored] if self.anchored else []) + list(self.more_anchored)
+
+    def anchored_at(self, it: int) -> Optional[Tuple[AnchoredStage, int]]:
+        """The anchored stage iteration `it` belongs to and its step in it (0 = its first), if any."""
+        start = self.finish_end()
+        for stage in self.anchored_stages():
+            if start <= it < start + stage.iterations:
+                return stage, it - start
+            start += stage.iterations
+        return None
+
+    def stage_ends(self) -> List[int]:
+        """The iteration at which each anchored stage ends (the monitor records each)."""
+        ends, at = [], self.finish_end()
+        for stage in self.anchored_stages():
+            at += stage.iterations
+            ends.append(at)
+        return ends
+
     def total_iterations(self) -> int:
-        return self.finish_end() + (self.anchored.iterations if self.anchored else 0)
+        return self.finish_end() + sum(stage.iterations for stage in self.anchored_stages())
 
 
 # ---- model, optimizer, schedule ---------------------------------------------------------------------
@@ -183,8 +211,9 @@ def autocast_for(cfg: AwareTrainConfig, device: torch.device) -> Any:
 
 
 def step_loss(model: DegradationAwareSR, source: CropSource, cfg: AwareTrainConfig, it: int, batch: int,
-              device: torch.device, teacher: Optional[ImplicitSR] = None) -> Dict[str, torch.Tensor]:
-    """Loss of iteration `it` (a function of the seed and `it` only); with `teacher`, the anchored stage's."""
+              device: torch.device, teacher: Optional[ImplicitSR] = None,
+              stage: Optional[AnchoredStage] = None) -> Dict[str, torch.Tensor]:
+    """Loss of iteration `it` (a function of the seed and `it` only); with `teacher`, the anchored `stage`'s."""
     crops = [source.crop_with_chain(it * batch + k) for k in range(batch)]
     lr = torch.stack([c[0] for c in crops]).to(device)
     targets = torch.stack([degradation_targets(c[2], c[3]) for c in crops]).to(device)
@@ -198,38 +227,25 @@ def step_loss(model: DegradationAwareSR, source: CropSource, cfg: AwareTrainConf
     sr = F.mse_loss(pred.float(), goal)
     est = F.binary_cross_entropy_with_logits(logits.float(), targets)
     losses = {"loss": sr + cfg.estimator_loss_weight * est, "sr": sr, "estimator": est}
-    if teacher is not None and cfg.anchored is not None:
-        clean = targets.amax(dim=1) < cfg.anchored.clean_below
+    if teacher is not None and stage is not None and stage.teacher_weight > 0:
+        clean = targets.amax(dim=1) < stage.clean_below
         term = pred.new_zeros(()).float()
         if bool(clean.any()):
             with torch.no_grad(), autocast_for(cfg, device):
                 taught = teacher(lr[clean], coord.to(device)[clean], cell.to(device)[clean])
-            term = teacher_term(pred, taught, clean)
-        losses["loss"] = losses["loss"] + cfg.anchored.teacher_weight * term
+            student = pred[clean]
+            if stage.teacher_expert is not None:  # that expert alone answers the teacher
+                alone = F.one_hot(torch.tensor(list(cfg.experts).index(stage.teacher_expert)), len(cfg.experts))
+                with autocast_for(cfg, device):
+                    student = model.predict(lr[clean], coord.to(device)[clean], cell.to(device)[clean],
+                                            alone.float().to(device).expand(len(student), -1))
+            term = teacher_term(student, taught, pred.shape[0])
+        losses["loss"] = losses["loss"] + stage.teacher_weight * term
         losses["teacher"] = term
     return losses
 
 
 # ---- monitor ----------------------------------------------------------------------------------------------
-
-def monitor_crops(root: Optional[str], split: Optional[str], split_file: Optional[str], count: int) -> List[np.ndarray]:
-    if not root or not Path(root).is_dir():
-        return []
-    return centre_crops(list_images(root, split, split_file) if split else list_images(root), count, 128)
-
-
-@torch.no_grad()
-def monitor(model: DegradationAwareSR, crops: List[np.ndarray], scales: List[float], device: torch.device) -> Dict[str, float]:
-    """Mean PSNR per (degradation, scale) on fixed crops, the estimated code as the run would use it."""
-    out: Dict[str, float] = {}
-    was_training = model.training
-    model.eval()
-    for name in MONITOR_DEGRADATIONS:
-        for s in scales:
-            out[f"{name}-x{s:g}"] = round(crops_psnr(model.super_resolve, crops, name, s, device), 4)
-    model.train(was_training)
-    return out
-
 
 # ---- checkpoints ---------------------------------------------------------------------------------------
 
@@ -256,17 +272,6 @@ def save_weights(model: DegradationAwareSR, path: Path, it: int, seconds: float,
 
 
 # ---- the loop ---------------------------------------------------------------------------------------------
-
-def load_teacher(path: str) -> ImplicitSR:
-    """A checkpoint file (the official LIIF's included) or an ONNX model folder of ours."""
-    if Path(path).is_dir():
-        from .onnx_import import model_from_onnx
-
-        return model_from_onnx(path)
-    if not Path(path).is_file():
-        raise ConfigError(f"teacher {path} not found: name a checkpoint file or an exported model folder")
-    return load_model(path)
-
 
 def end_of(cfg: AwareTrainConfig, stop_at: Optional[int]) -> int:
     total = cfg.total_iterations()
@@ -310,14 +315,14 @@ def train(cfg: AwareTrainConfig, resume: bool = False, minutes: Optional[float] 
     finish = cfg.estimator_finish
     finish_sources = ([CropSource(paths, s, cfg.seed + 1 + i, cfg.degradation) for i, s in enumerate(finish.samplers)]
                       if finish is not None else [])
-    anchored = cfg.anchored
     teacher = None
-    if anchored is not None:  # the optimizer's groups: experts, estimator, gate
-        stage_rates = (anchored.lr_experts, anchored.lr_estimator, anchored.lr_gate)
-        if end_of(cfg, stop_at) > cfg.finish_end() and anchored.teacher_weight > 0:
-            teacher = load_teacher(anchored.teacher).to(device).eval()
-            for p in teacher.parameters():
-                p.requires_grad_(False)
+    taught = {st.teacher for st in cfg.anchored_stages() if st.teacher_weight > 0}
+    if len(taught) > 1:
+        raise ConfigError(f"the anchored stages name different teachers ({sorted(taught)}); use one")
+    if taught and end_of(cfg, stop_at) > cfg.finish_end():
+        teacher = load_teacher(taught.pop()).to(device).eval()
+        for p in teacher.parameters():
+            p.requires_grad_(False)
     dev = monitor_crops(cfg.data_root, cfg.dev_split, cfg.split_file, cfg.monitor_images) if cfg.dev_split else []
     val = monitor_crops(cfg.val_root, None, None, cfg.monitor_images)
     total = cfg.total_iterations()
@@ -332,9 +337,9 @@ def train(cfg: AwareTrainConfig, resume: bool = False, minutes: Optional[float] 
             entry: Dict[str, Any] = {"iteration": done, "hours": round((spent + time.time() - t0) / 3600, 3),
                                      **{k: round(v, 5) for k, v in running.items()}}
             if dev:
-                entry["dev"] = monitor(model, dev, cfg.monitor_scales, device)
+                entry["dev"] = aware_monitor(model, dev, cfg.monitor_scales, device)
             if val:
-                entry["val"] = monitor(model, val, cfg.monitor_scales, device)
+                entry["val"] = aware_monitor(model, val, cfg.monitor_scales, device)
             mon.write(json.dumps(entry) + "\n")
             mon.flush()
             log.info("%s", json.dumps(entry))
@@ -344,11 +349,12 @@ def train(cfg: AwareTrainConfig, resume: bool = False, minutes: Optional[float] 
         while it < end:
             for group in opt.param_groups:
                 group["lr"] = group["base_lr"] * lr_factor(it, cfg)
-            if anchored is not None and it >= cfg.finish_end():  # the anchored stage
-                factor = anchored.rate_factor(it - cfg.finish_end())
-                for group, base in zip(opt.param_groups, stage_rates):
-                    group["lr"] = base * factor
-                losses = step_loss(model, source, cfg, it, batch, device, teacher)
+            current = cfg.anchored_at(it)
+            if current is not None:  # an anchored stage; the optimizer's groups: experts, estimator, gate
+                stage, step = current
+                for group, base in zip(opt.param_groups, (stage.lr_experts, stage.lr_estimator, stage.lr_gate)):
+                    group["lr"] = base * stage.rate_factor(step)
+                losses = step_loss(model, source, cfg, it, batch, device, teacher, stage)
             elif it >= cfg.iterations and finish is not None:  # the finishing stage
                 for group in opt.param_groups:
                     group["lr"] = (finish_rate(finish, it - cfg.iterations) if group["params"][0] is estimator_first
@@ -374,7 +380,7 @@ def train(cfg: AwareTrainConfig, resume: bool = False, minutes: Optional[float] 
             if it % cfg.checkpoint_every == 0 or now - last_save > 60.0 * cfg.checkpoint_minutes or it == end:
                 save_checkpoint(ckpt, model, opt, it, spent + now - t0, cfg)
                 last_save = now
-            if (it % cfg.monitor_every == 0 or it in (cfg.iterations, cfg.finish_end(), total)) and (dev or val):
+            if (it % cfg.monitor_every == 0 or it in (cfg.iterations, cfg.finish_end(), *cfg.stage_ends(), total)) and (dev or val):
                 record(it)
             if deadline is not None and time.time() > deadline:
                 log.info("chunk time is up at iteration %d", it)
@@ -426,8 +432,9 @@ def run(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if value is not None:
             setattr(cfg, name, value)
-    if args.teacher is not None and cfg.anchored is not None:
-        cfg.anchored.teacher = args.teacher
+    if args.teacher is not None:
+        for stage in cfg.anchored_stages():
+            stage.teacher = args.teacher
     if args.split is not None:
         cfg.split = None if args.split == "none" else args.split
         if cfg.split is None:
