@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -12,6 +12,9 @@ import torch.nn.functional as F
 
 from .degradation import make_lr, suite_degradation
 from .images import list_images, load_image
+
+if TYPE_CHECKING:
+    from .mixture import DegradationAwareSR
 
 CPU = torch.device("cpu")
 AWARE_MONITOR_DEGRADATIONS = ("bicubic", "bicubic-aliased", "jpeg")
@@ -57,7 +60,7 @@ def monitor_crops(root: Optional[str], split: Optional[str], split_file: Optiona
 
 
 @torch.no_grad()
-def aware_monitor(model: torch.nn.Module, crops: List[np.ndarray], scales: List[float],
+def aware_monitor(model: "DegradationAwareSR", crops: List[np.ndarray], scales: List[float],
                   device: torch.device) -> Dict[str, float]:
     """The aware model's monitor: mean PSNR per (degradation, scale) on fixed crops, with the code the
     model estimates, as a run would use it."""
