@@ -45,6 +45,7 @@ def main() -> None:
     cfg.init_weights = args.weights
     stored = torch.load(args.weights, map_location="cpu", weights_only=True).get("config", {})
     cfg.estimator_pooling = stored.get("estimator_pooling") or [0.2] * 4  # the weights' own pooling
+    cfg.estimator_context = stored.get("estimator_context") or []
     model = build(cfg).eval()
     paths = list_images(cfg.data_root, cfg.dev_split, cfg.split_file)[:: args.every]
     gains: dict = {f"{n}-x{s:g}": [] for n, s in cells}

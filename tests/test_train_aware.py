@@ -318,3 +318,71 @@ def test_a_teacher_expert_alone_receives_the_teachers_gradient(images: Path, tmp
     path.write_text("anchored: {iterations: 3, teacher_expert: clear}\n")
     with pytest.raises(ConfigError, match="teacher_expert 'clear' is not one of the experts"):
         AwareTrainConfig.from_yaml(path)
+
+
+def test_context_blocks_start_at_identity_and_export_as_trained(images: Path, tmp_path: Path) -> None:
+    """Weights without context blocks grow them at identity (the same code), and once the blocks are
+    trained the exported estimator pools the same code as torch."""
+    from mlin_qgis.core.aware import estimate_code
+    from mlin_qgis.ml.export_aware import aware_card, export_aware, load_aware
+    from mlin_qgis.ml.train_aware import build
+
+    plain = config(images, tmp_path / "plain")
+    train(plain, stop_at=1)
+    wide = config(images, tmp_path / "wide")
+    wide.init_weights = str(tmp_path / "plain" / "weights.fp16.pth")
+    wide.estimator_context = [2, 4]
+    before, after = build(plain).eval(), build(wide).eval()
+    before.load_state_dict(after.state_dict(), strict=False)  # the same trained weights on both sides
+    assert len(after.estimator.context) == 2 and receptive_field_grows(after) and not receptive_field_grows(before)
+    image = torch.from_numpy(np.random.default_rng(5).random((1, 3, 40, 36)).astype(np.float32))
+    with torch.no_grad():
+        assert torch.equal(before.code_logits(image), after.code_logits(image))
+        for block in after.estimator.context:
+            block.second.weight.normal_(0, 0.05)
+        code = torch.sigmoid(after.code_logits(image))[0]
+        assert not torch.allclose(code, torch.sigmoid(before.code_logits(image))[0], atol=1e-3)
+    folder = export_aware(after, tmp_path / "aware", aware_card(after, "aware-test", {}))
+    assert np.allclose(estimate_code(folder, [image[0].permute(1, 2, 0).numpy()]), code.numpy(), atol=2e-4)
+    torch.save({"state_dict": after.state_dict(), "config": {"experts": list(wide.experts),
+                "estimator_width": wide.estimator_width, "estimator_pooling": wide.estimator_pooling,
+                "estimator_context": [2, 4]}}, tmp_path / "w.pth")
+    reloaded = load_aware(tmp_path / "w.pth")
+    with torch.no_grad():
+        assert torch.equal(reloaded.code_logits(image), after.code_logits(image))
+
+
+def receptive_field_grows(model: torch.nn.Module) -> bool:
+    """A change 40 px away from a position reaches its logit with context blocks (19 px without)."""
+    est = model.estimator
+    with torch.no_grad():
+        for block in est.context:
+            block.second.weight.fill_(0.01)
+        a = torch.zeros(1, 3, 96, 96)
+        b = a.clone()
+        b[..., 40:48, 40:48] = 1.0
+        grew = not torch.allclose(est.logit_map(a)[..., 0, 0], est.logit_map(b)[..., 0, 0])
+        for block in est.context:
+            block.second.weight.zero_()
+    return grew
+
+
+def test_an_aliasing_offset_moves_that_logit_alone_and_ships_through_export(images: Path, tmp_path: Path) -> None:
+    """`export-aware --aliasing-offset`: the raster's pooled aliasing logit moves by exactly the offset (top
+    fraction pooling commutes with a constant), the other scores stay, and the exported estimator carries it."""
+    from mlin_qgis.core.aware import estimate_code
+    from mlin_qgis.ml.estimator import offset_score
+    from mlin_qgis.ml.export_aware import aware_card, export_aware
+    from mlin_qgis.ml.train_aware import build
+
+    model = build(config(images, tmp_path / "x")).eval()
+    image = torch.from_numpy(np.random.default_rng(8).random((1, 3, 33, 41)).astype(np.float32))
+    with torch.no_grad():
+        before = model.code_logits(image)[0].clone()
+        offset_score(model.estimator, "aliasing", 0.7)
+        after = model.code_logits(image)[0]
+    assert after[0].item() == pytest.approx(before[0].item() + 0.7, abs=1e-5)
+    assert torch.allclose(after[1:], before[1:])
+    folder = export_aware(model, tmp_path / "aware", aware_card(model, "aware-test", {}))
+    code = estimate_code(folder, [image[0].permute(1, 2, 0).numpy()])
+    assert code[0] == pytest.approx(float(torch.sigmoid(before[0] + 0.7)), abs=2e-4)

@@ -23,7 +23,7 @@ import torch
 from ..core.aware import ESTIMATOR_FILE, EXPERTS_FILE, LOOKS
 from ..core.errors import CheckpointError
 from ..core.models import DECODER_FILE, ENCODER_FILE
-from .estimator import CODE_NAMES, TOP_FRACTION
+from .estimator import CODE_NAMES, TOP_FRACTION, offset_score
 from .export import OPSET, default_card, export_model, store_weights_fp16
 from .mixture import DegradationAwareSR, MixtureConfig
 from .model import load_model
@@ -40,7 +40,8 @@ def load_aware(path: str | Path) -> DegradationAwareSR:
     cfg = state["config"]
     pooling = cfg.get("estimator_pooling") or [TOP_FRACTION] * len(CODE_NAMES)  # older runs: the top fifth
     model = DegradationAwareSR(MixtureConfig(experts=list(cfg["experts"]), estimator_width=cfg["estimator_width"],
-                                             estimator_pooling=list(pooling)))
+                                             estimator_pooling=list(pooling),
+                                             estimator_context=list(cfg.get("estimator_context") or [])))
     missing, unexpected = model.load_state_dict({k: v.float() for k, v in state["state_dict"].items()}, strict=False)
     if [k for k in missing if not k.startswith("template.")] or unexpected:
         raise CheckpointError(f"{path} does not fit the degradation-aware model ({missing[:3]}, {unexpected[:3]})")
@@ -161,6 +162,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep", action="append", default=[], metavar="EXPERT=SHARE",
                         help="move an expert part of the way back to the official LIIF in weight space, keeping "
                         "SHARE of it (e.g. clean=0.5; toward_liif.py); repeatable")
+    parser.add_argument("--aliasing-offset", type=float, default=0.0, metavar="LOGIT",
+                        help="add LOGIT to the estimator's aliasing logit before export (estimator.offset_score): "
+                        "input that looks slightly aliased gets more of the aliased-input expert")
     parser.add_argument("--liif", default="../shared/weights/edsr-baseline-liif.pth",
                         help="the official LIIF checkpoint that --keep interpolates towards")
 
@@ -178,6 +182,9 @@ def run(args: argparse.Namespace) -> int:
         interpolate_toward_liif(model, load_model(args.liif), keep)
         card["training_budget"] += ("; then, in weight space, " + ", ".join(
             f"{k} expert {v:g} as trained + {1 - v:g} official LIIF" for k, v in keep.items()))
+    if args.aliasing_offset:
+        offset_score(model.estimator, "aliasing", args.aliasing_offset)
+        card["training_budget"] += f"; then the aliasing logit offset by {args.aliasing_offset:+g} (chosen on dev)"
     export_aware(model, args.out, card)
     for f in (ENCODER_FILE, DECODER_FILE, EXPERTS_FILE, ESTIMATOR_FILE):
         log.info("%s: %.1f MB", f, (Path(args.out) / f).stat().st_size / 1e6)

@@ -45,6 +45,7 @@ class MixtureConfig:
     estimator_width: int = 32
     # per score, the share of positions whose logits make it (estimator.pool_logits)
     estimator_pooling: List[float] = field(default_factory=lambda: [TOP_FRACTION] * len(CODE_NAMES))
+    estimator_context: List[int] = field(default_factory=list)  # dilations of its context blocks
     decoder: Dict[str, Any] = field(default_factory=lambda: asdict(DecoderConfig(weighting="meta")))
 
 
@@ -65,7 +66,7 @@ class DegradationAwareSR(nn.Module):
             for n, p in self.template.named_parameters() if n in self.names})
         for p in self.template.parameters():
             p.requires_grad_(False)  # the template only lends its structure (and the fixed MeanShifts)
-        self.estimator = DegradationEstimator(cfg.estimator_width, cfg.estimator_pooling)
+        self.estimator = DegradationEstimator(cfg.estimator_width, cfg.estimator_pooling, cfg.estimator_context)
         self.gate = nn.Linear(len(CODE_NAMES), k)
         with torch.no_grad():
             for i, name in enumerate(cfg.experts):

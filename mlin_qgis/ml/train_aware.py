@@ -61,6 +61,9 @@ class AwareTrainConfig(YamlConfig):
     init_weights: Optional[str] = None
     estimator_width: int = 32
     estimator_pooling: List[float] = field(default_factory=lambda: [TOP_FRACTION] * len(CODE_NAMES))
+    # dilations of the estimator's context blocks (estimator.ContextBlock); weights without them start
+    # with each block at identity
+    estimator_context: List[int] = field(default_factory=list)
     iterations: int = 6000
     batch_size: int = 8
     cuda_batch_size: int = 32
@@ -148,12 +151,14 @@ class AwareTrainConfig(YamlConfig):
 def build(cfg: AwareTrainConfig) -> DegradationAwareSR:
     """The mixture at its starting point: committed weights of an earlier chunk, or the experts."""
     model = DegradationAwareSR(MixtureConfig(experts=list(cfg.experts), estimator_width=cfg.estimator_width,
-                                             estimator_pooling=list(cfg.estimator_pooling)))
+                                             estimator_pooling=list(cfg.estimator_pooling),
+                                             estimator_context=list(cfg.estimator_context)))
     if cfg.init_weights:
         state = torch.load(cfg.init_weights, map_location="cpu", weights_only=True)
         missing, unexpected = model.load_state_dict({k: v.float() for k, v in state["state_dict"].items()},
                                                     strict=False)
-        missing = [k for k in missing if not k.startswith("template.")]  # structure only, never trained
+        # the template is structure only, never trained; new context blocks start at identity
+        missing = [k for k in missing if not k.startswith(("template.", "estimator.context."))]
         if missing or unexpected:
             raise ConfigError(f"{cfg.init_weights} does not fit this model (missing {missing[:3]}, "
                               f"unexpected {unexpected[:3]}); pass weights written by `train-aware`")
