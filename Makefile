@@ -66,9 +66,12 @@ train-robust: setup
 ## mlin-robust-ucmerced and its @sharp variant: `git show dc1a464:models/...`). Then the shipped folder.
 ## (`export-aware --keep clean=0.5`, the clean expert half-way back to LIIF, was measured in chunk 4 and is
 ## not shipped: it broke the aliased floor of tests/test_default_model_quality.py; training README.)
+## The shipped folder adds 0.25 to the estimator's aliasing logit (chunk 6, chosen on dev; training README).
+AWARE_EXPORT_ARGS ?= --aliasing-offset 0.25
 train-aware: setup
 	$(PY) -m mlin_qgis train-aware --config configs/aware_mlin.yaml --resume --minutes 85 $(ARGS)
-	$(PY) -m mlin_qgis export-aware --weights runs/aware-mlin/weights.fp16.pth --out models/mlin-aware-ucmerced
+	$(PY) -m mlin_qgis export-aware --weights runs/aware-mlin/weights.fp16.pth --out models/mlin-aware-ucmerced \
+	  $(AWARE_EXPORT_ARGS)
 
 train-ablation: setup
 	$(PY) -m mlin_qgis train --config configs/liif_area_ucmerced.yaml

@@ -3,4 +3,4 @@ the package root, which is the QGIS plugin entry point. Keep it equal to metadat
 (tests/test_plugin_load.py checks it)."""
 from __future__ import annotations
 
-__version__ = "0.11.1"
+__version__ = "0.12.0"

@@ -61,8 +61,7 @@ class AwareTrainConfig(YamlConfig):
     init_weights: Optional[str] = None
     estimator_width: int = 32
     estimator_pooling: List[float] = field(default_factory=lambda: [TOP_FRACTION] * len(CODE_NAMES))
-    # dilations of the estimator's context blocks (estimator.ContextBlock); weights without them start
-    # with each block at identity
+    # dilations of the estimator's context blocks (estimator.ContextBlock); new blocks start at identity
     estimator_context: List[int] = field(default_factory=list)
     iterations: int = 6000
     batch_size: int = 8
